@@ -1,0 +1,561 @@
+//! The stream registry: one entry per `app/instance/name`, holding the publisher slot, the cached
+//! metadata, sequence headers and current GOP, and the broadcast ring players read from.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::broadcast;
+
+use super::codec::{FrameInfo, inspect_audio, inspect_video};
+use crate::rtmp::chunk::{MessageHeader, encode_standalone};
+use crate::rtmp::session::{MediaKind, csid};
+
+/// The message stream id the shared encoding is made for; every mainstream client's first
+/// `createStream` gets 1, so nearly every player uses the shared bytes as they are.
+pub const SHARED_STREAM_ID: u32 = 1;
+
+/// Fan-out and cache settings.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Chunk size of the shared encoding; equals the chunk size sessions announce.
+    pub chunk_size: u32,
+    /// Messages the per-stream ring holds; a player further behind skips to the next keyframe.
+    pub player_queue: usize,
+    /// Keep the GOP since the last keyframe for late joiners.
+    pub gop_cache: bool,
+    /// Bytes of payload the GOP cache may hold before it is dropped until the next keyframe.
+    pub gop_cache_max_bytes: usize,
+    pub gop_cache_max_frames: usize,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            chunk_size: 4096,
+            player_queue: 1024,
+            gop_cache: true,
+            gop_cache_max_bytes: 16 << 20,
+            gop_cache_max_frames: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey {
+    pub app: String,
+    pub instance: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.app, self.instance, self.name)
+    }
+}
+
+/// One published message, on the stream's timeline, with its shared chunk encoding.
+#[derive(Debug)]
+pub struct Frame {
+    pub kind: MediaKind,
+    pub type_id: u8,
+    pub timestamp: u32,
+    pub payload: Bytes,
+    pub info: FrameInfo,
+    /// Whether the stream had shown video when this frame arrived (audio-only streams must not
+    /// make players wait for a keyframe that never comes).
+    pub stream_has_video: bool,
+    /// Chunks for [`SHARED_STREAM_ID`] at [`MediaConfig::chunk_size`], fmt 0 first chunk.
+    pub encoded: Bytes,
+}
+
+impl Frame {
+    pub fn csid(&self) -> u32 {
+        match self.kind {
+            MediaKind::Audio => csid::AUDIO,
+            MediaKind::Video => csid::VIDEO,
+            MediaKind::Data => csid::DATA,
+        }
+    }
+
+    pub fn header(&self, stream_id: u32, timestamp: u32) -> MessageHeader {
+        MessageHeader {
+            timestamp,
+            type_id: self.type_id,
+            stream_id,
+        }
+    }
+}
+
+/// What flows through a stream's ring.
+#[derive(Debug, Clone)]
+pub enum MediaItem {
+    Frame(Arc<Frame>),
+    /// A publisher started (players waiting get `Play.PublishNotify`).
+    Published,
+    /// The publisher left (players get `Play.UnpublishNotify`).
+    Unpublished,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PublishError {
+    #[error("stream {0} is already being published")]
+    InUse(String),
+}
+
+struct Stream {
+    key: StreamKey,
+    tx: broadcast::Sender<MediaItem>,
+    state: Mutex<StreamState>,
+}
+
+#[derive(Default)]
+struct StreamState {
+    publisher: Option<u64>,
+    players: usize,
+    metadata: Option<Arc<Frame>>,
+    video_header: Option<Arc<Frame>>,
+    audio_header: Option<Arc<Frame>>,
+    gop: Vec<Arc<Frame>>,
+    gop_bytes: usize,
+    /// Set when the GOP outgrew its bounds; cleared at the next keyframe.
+    gop_overflow: bool,
+    has_video: bool,
+    /// Highest timestamp sent on the stream's timeline, so a new publisher continues after it.
+    last_ts: u32,
+    last_video_ts: u32,
+    last_audio_ts: u32,
+}
+
+/// All live streams of the gateway.
+pub struct Registry {
+    cfg: MediaConfig,
+    streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a registry lock leaves plain data behind; keep serving.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Registry {
+    pub fn new(cfg: MediaConfig) -> Arc<Registry> {
+        Arc::new(Registry {
+            cfg,
+            streams: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn config(&self) -> &MediaConfig {
+        &self.cfg
+    }
+
+    fn entry(&self, key: &StreamKey) -> Arc<Stream> {
+        let mut map = lock(&self.streams);
+        map.entry(key.clone())
+            .or_insert_with(|| {
+                let (tx, _) = broadcast::channel(self.cfg.player_queue.max(16));
+                Arc::new(Stream {
+                    key: key.clone(),
+                    tx,
+                    state: Mutex::new(StreamState::default()),
+                })
+            })
+            .clone()
+    }
+
+    /// Number of streams with a publisher or a waiting player.
+    pub fn stream_count(&self) -> usize {
+        lock(&self.streams).len()
+    }
+
+    /// (key, publishing, players) for every known stream.
+    pub fn snapshot(&self) -> Vec<(StreamKey, bool, usize)> {
+        let map = lock(&self.streams);
+        let mut v: Vec<_> = map
+            .values()
+            .map(|s| {
+                let st = lock(&s.state);
+                (s.key.clone(), st.publisher.is_some(), st.players)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Claims the publisher slot of `key`.
+    pub fn publish(
+        self: &Arc<Self>,
+        key: StreamKey,
+        conn_id: u64,
+    ) -> Result<Publisher, PublishError> {
+        let stream = self.entry(&key);
+        {
+            let mut st = lock(&stream.state);
+            if st.publisher.is_some() {
+                drop(st);
+                self.collect(&stream);
+                return Err(PublishError::InUse(key.to_string()));
+            }
+            st.publisher = Some(conn_id);
+            st.has_video = false;
+            let _ = stream.tx.send(MediaItem::Published);
+        }
+        Ok(Publisher {
+            registry: self.clone(),
+            stream,
+            offset: None,
+        })
+    }
+
+    /// Joins `key` as a player. A stream with no publisher yet is created and waited on.
+    pub fn play(self: &Arc<Self>, key: StreamKey) -> Subscription {
+        let stream = self.entry(&key);
+        let mut st = lock(&stream.state);
+        st.players += 1;
+        // Snapshot and subscribe under the same lock the publisher takes, so the player sees
+        // neither a gap nor a duplicate between the cached preamble and the live ring.
+        let live = st.publisher.is_some();
+        let mut preamble: Vec<Arc<Frame>> = Vec::new();
+        if live {
+            preamble.extend(st.metadata.iter().cloned());
+            preamble.extend(st.video_header.iter().cloned());
+            preamble.extend(st.audio_header.iter().cloned());
+            if !st.gop_overflow {
+                preamble.extend(st.gop.iter().cloned());
+            }
+        }
+        let rx = stream.tx.subscribe();
+        drop(st);
+        Subscription {
+            live,
+            preamble,
+            rx,
+            guard: PlayerGuard {
+                registry: self.clone(),
+                stream,
+            },
+        }
+    }
+
+    /// Drops the stream entry when nobody publishes or plays it any more.
+    fn collect(&self, stream: &Arc<Stream>) {
+        let mut map = lock(&self.streams);
+        let st = lock(&stream.state);
+        if st.publisher.is_none() && st.players == 0 {
+            // Only remove the entry if it is still this stream (a new one may have replaced it).
+            if map.get(&stream.key).is_some_and(|s| Arc::ptr_eq(s, stream)) {
+                map.remove(&stream.key);
+            }
+        }
+    }
+}
+
+/// A player's view of a stream: what to send first, then the live ring.
+pub struct Subscription {
+    /// A publisher was live when the player joined.
+    pub live: bool,
+    /// Metadata, sequence headers and the GOP since the last keyframe, in that order.
+    pub preamble: Vec<Arc<Frame>>,
+    pub rx: broadcast::Receiver<MediaItem>,
+    pub guard: PlayerGuard,
+}
+
+/// Keeps a player counted on its stream; dropping it leaves the stream.
+pub struct PlayerGuard {
+    registry: Arc<Registry>,
+    stream: Arc<Stream>,
+}
+
+impl PlayerGuard {
+    pub fn key(&self) -> &StreamKey {
+        &self.stream.key
+    }
+}
+
+impl Drop for PlayerGuard {
+    fn drop(&mut self) {
+        {
+            let mut st = lock(&self.stream.state);
+            st.players = st.players.saturating_sub(1);
+        }
+        self.registry.collect(&self.stream);
+    }
+}
+
+/// The publishing side of a stream; dropping it unpublishes.
+pub struct Publisher {
+    registry: Arc<Registry>,
+    stream: Arc<Stream>,
+    /// Added to incoming timestamps so the stream's timeline continues across publishers.
+    offset: Option<u32>,
+}
+
+impl Publisher {
+    pub fn key(&self) -> &StreamKey {
+        &self.stream.key
+    }
+
+    /// Number of players currently attached.
+    pub fn players(&self) -> usize {
+        lock(&self.stream.state).players
+    }
+
+    /// Ingests one message: timestamps onto the stream timeline, encodes it once, updates the
+    /// caches and hands it to every player.
+    pub fn push(&mut self, kind: MediaKind, type_id: u8, timestamp: u32, payload: Bytes) {
+        let cfg = &self.registry.cfg;
+        let info = match kind {
+            MediaKind::Video => inspect_video(&payload),
+            MediaKind::Audio => inspect_audio(&payload),
+            MediaKind::Data => FrameInfo::default(),
+        };
+        let mut st = lock(&self.stream.state);
+        let offset = *self
+            .offset
+            .get_or_insert_with(|| st.last_ts.wrapping_sub(timestamp));
+        let mut ts = timestamp.wrapping_add(offset);
+        let last_track = match kind {
+            MediaKind::Video => st.last_video_ts,
+            MediaKind::Audio => st.last_audio_ts,
+            MediaKind::Data => st.last_ts,
+        };
+        if ts_before(ts, last_track) {
+            let back = last_track.wrapping_sub(ts);
+            if back > 1000 {
+                // The encoder restarted its clock: shift the rest of the stream forward.
+                self.offset = Some(offset.wrapping_add(back));
+            }
+            ts = last_track;
+        }
+        match kind {
+            MediaKind::Video => {
+                st.last_video_ts = ts;
+                st.has_video = true;
+            }
+            MediaKind::Audio => st.last_audio_ts = ts,
+            MediaKind::Data => {}
+        }
+        if ts_before(st.last_ts, ts) {
+            st.last_ts = ts;
+        }
+
+        let mut encoded = BytesMut::with_capacity(payload.len() + 16 + payload.len() / 128);
+        let csid = match kind {
+            MediaKind::Audio => csid::AUDIO,
+            MediaKind::Video => csid::VIDEO,
+            MediaKind::Data => csid::DATA,
+        };
+        let header = MessageHeader {
+            timestamp: ts,
+            type_id,
+            stream_id: SHARED_STREAM_ID,
+        };
+        encode_standalone(csid, &header, &payload, cfg.chunk_size, &mut encoded);
+        let frame = Arc::new(Frame {
+            kind,
+            type_id,
+            timestamp: ts,
+            info,
+            stream_has_video: st.has_video,
+            encoded: encoded.freeze(),
+            payload,
+        });
+
+        if kind == MediaKind::Data && is_metadata(&frame.payload) {
+            st.metadata = Some(frame.clone());
+        } else if frame.info.sequence_header {
+            match kind {
+                MediaKind::Video => st.video_header = Some(frame.clone()),
+                _ => st.audio_header = Some(frame.clone()),
+            }
+        } else if cfg.gop_cache && kind != MediaKind::Data {
+            if frame.info.keyframe {
+                st.gop.clear();
+                st.gop_bytes = 0;
+                st.gop_overflow = false;
+            }
+            if !st.gop.is_empty() || frame.info.keyframe {
+                if st.gop.len() >= cfg.gop_cache_max_frames
+                    || st.gop_bytes + frame.payload.len() > cfg.gop_cache_max_bytes
+                {
+                    st.gop.clear();
+                    st.gop_bytes = 0;
+                    st.gop_overflow = true;
+                } else if !st.gop_overflow {
+                    st.gop_bytes += frame.payload.len();
+                    st.gop.push(frame.clone());
+                }
+            }
+        }
+        // No receivers is not an error: the stream just has no players right now.
+        let _ = self.stream.tx.send(MediaItem::Frame(frame));
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        {
+            let mut st = lock(&self.stream.state);
+            st.publisher = None;
+            st.metadata = None;
+            st.video_header = None;
+            st.audio_header = None;
+            st.gop.clear();
+            st.gop_bytes = 0;
+            st.gop_overflow = false;
+            let _ = self.stream.tx.send(MediaItem::Unpublished);
+        }
+        self.registry.collect(&self.stream);
+    }
+}
+
+/// `a` is earlier than `b` on a wrapping 32-bit millisecond clock.
+fn ts_before(a: u32, b: u32) -> bool {
+    a != b && b.wrapping_sub(a) < 0x8000_0000
+}
+
+/// `onMetaData` as the first AMF0 string of a data message.
+fn is_metadata(payload: &[u8]) -> bool {
+    const NAME: &[u8] = b"onMetaData";
+    // AMF0 string marker, u16 length, bytes; an AMF3 data message has a leading 0x00 first.
+    let p = if payload.first() == Some(&0) {
+        &payload[1..]
+    } else {
+        payload
+    };
+    p.len() >= 3 + NAME.len()
+        && p[0] == 0x02
+        && u16::from_be_bytes([p[1], p[2]]) as usize == NAME.len()
+        && &p[3..3 + NAME.len()] == NAME
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: &str) -> StreamKey {
+        StreamKey {
+            app: "live".into(),
+            instance: "_definst_".into(),
+            name: n.into(),
+        }
+    }
+
+    fn video(key: bool) -> Bytes {
+        Bytes::from(vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0xaa])
+    }
+
+    #[test]
+    fn second_publisher_is_refused_and_slot_frees() {
+        let reg = Registry::new(MediaConfig::default());
+        let p = reg.publish(key("a"), 1).unwrap();
+        assert!(matches!(
+            reg.publish(key("a"), 2),
+            Err(PublishError::InUse(_))
+        ));
+        drop(p);
+        assert_eq!(reg.stream_count(), 0);
+        let _p = reg.publish(key("a"), 2).unwrap();
+    }
+
+    #[test]
+    fn late_player_gets_headers_and_gop_from_keyframe() {
+        let reg = Registry::new(MediaConfig::default());
+        let mut p = reg.publish(key("a"), 1).unwrap();
+        p.push(
+            MediaKind::Video,
+            9,
+            0,
+            Bytes::from_static(&[0x17, 0, 0, 0, 0, 1]),
+        );
+        p.push(
+            MediaKind::Audio,
+            8,
+            0,
+            Bytes::from_static(&[0xaf, 0, 0x12, 0x10]),
+        );
+        p.push(MediaKind::Video, 9, 0, video(true));
+        p.push(MediaKind::Video, 9, 40, video(false));
+        p.push(MediaKind::Video, 9, 80, video(true));
+        p.push(MediaKind::Audio, 8, 90, Bytes::from_static(&[0xaf, 1, 1]));
+        p.push(MediaKind::Video, 9, 120, video(false));
+        let sub = reg.play(key("a"));
+        assert!(sub.live);
+        let kinds: Vec<_> = sub.preamble.iter().map(|f| (f.kind, f.timestamp)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (MediaKind::Video, 0),
+                (MediaKind::Audio, 0),
+                (MediaKind::Video, 80),
+                (MediaKind::Audio, 90),
+                (MediaKind::Video, 120)
+            ]
+        );
+        assert!(sub.preamble[2].info.keyframe);
+    }
+
+    #[test]
+    fn waiting_player_sees_publish_and_unpublish() {
+        let reg = Registry::new(MediaConfig::default());
+        let mut sub = reg.play(key("w"));
+        assert!(!sub.live);
+        let p = reg.publish(key("w"), 1).unwrap();
+        assert!(matches!(sub.rx.try_recv(), Ok(MediaItem::Published)));
+        drop(p);
+        assert!(matches!(sub.rx.try_recv(), Ok(MediaItem::Unpublished)));
+        assert_eq!(reg.stream_count(), 1);
+        drop(sub);
+        assert_eq!(reg.stream_count(), 0);
+    }
+
+    #[test]
+    fn timeline_continues_across_publishers_and_is_monotonic() {
+        let reg = Registry::new(MediaConfig::default());
+        let mut sub = reg.play(key("t"));
+        let mut p = reg.publish(key("t"), 1).unwrap();
+        p.push(MediaKind::Video, 9, 5000, video(true));
+        p.push(MediaKind::Video, 9, 5040, video(false));
+        // clock reset inside one publisher
+        p.push(MediaKind::Video, 9, 0, video(false));
+        p.push(MediaKind::Video, 9, 40, video(false));
+        drop(p);
+        let mut p = reg.publish(key("t"), 2).unwrap();
+        p.push(MediaKind::Video, 9, 0, video(true));
+        let mut last = 0;
+        while let Ok(item) = sub.rx.try_recv() {
+            if let MediaItem::Frame(f) = item {
+                assert!(f.timestamp >= last, "{} after {}", f.timestamp, last);
+                last = f.timestamp;
+            }
+        }
+        assert!(last >= 80);
+    }
+
+    #[test]
+    fn gop_cache_is_bounded() {
+        let cfg = MediaConfig {
+            gop_cache_max_frames: 3,
+            ..MediaConfig::default()
+        };
+        let reg = Registry::new(cfg);
+        let mut p = reg.publish(key("g"), 1).unwrap();
+        p.push(MediaKind::Video, 9, 0, video(true));
+        for i in 1..10 {
+            p.push(MediaKind::Video, 9, i * 40, video(false));
+        }
+        assert!(reg.play(key("g")).preamble.is_empty());
+        p.push(MediaKind::Video, 9, 400, video(true));
+        assert_eq!(reg.play(key("g")).preamble.len(), 1);
+    }
+
+    #[test]
+    fn metadata_detection() {
+        let mut v = vec![0x02, 0x00, 10];
+        v.extend_from_slice(b"onMetaData");
+        v.push(0x03);
+        assert!(is_metadata(&v));
+        assert!(!is_metadata(b"\x02\x00\x03abc"));
+    }
+}

@@ -1,0 +1,436 @@
+//! The connection driver: moves bytes between any byte transport (TCP, and later the RTMPT
+//! tunnel and TLS) and one sans-IO [`Session`], and wires the session's events to the registry.
+//!
+//! One task per connection. A player's media comes straight from the stream rings into the
+//! session's output queue; everything ready is written with one vectored write.
+
+use std::collections::HashMap;
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_stream::StreamMap;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::Shared;
+use crate::media::registry::{PlayerGuard, SHARED_STREAM_ID};
+use crate::media::{Admit, Frame, MediaItem, Player, PublishError, Publisher, StreamKey};
+use crate::rtmp::command::{AppPath, StreamName};
+use crate::rtmp::session::MediaKind;
+use crate::rtmp::{Event, Session, SessionError};
+
+/// Most ring items handled before output is flushed, so one busy stream cannot starve reads.
+const MEDIA_BATCH: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("handshake and connect not completed within {0:?}")]
+    HandshakeTimeout(Duration),
+    #[error("write stalled for {0:?}")]
+    WriteTimeout(Duration),
+    #[error("player fell behind too often and was disconnected")]
+    TooSlow,
+}
+
+/// Serves one connection until either side closes it; logs why it ended.
+pub async fn serve<S>(io: S, peer: SocketAddr, transport: &'static str, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let id = shared.next_conn_id();
+    let span = info_span!("conn", id, %peer, transport);
+    async move {
+        shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+        shared
+            .stats
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        debug!("accepted");
+        let mut conn = Conn::new(id, shared.clone());
+        let result = conn.run(io).await;
+        let (bytes_in, bytes_out) = (conn.session.bytes_in(), conn.bytes_out);
+        match result {
+            Ok(()) => info!(bytes_in, bytes_out, "closed"),
+            Err(e) => info!(bytes_in, bytes_out, reason = %e, "dropped"),
+        }
+        shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+    .instrument(span)
+    .await
+}
+
+struct Playing {
+    name: String,
+    player: Player,
+    /// Keeps the player counted on its stream until this entry is dropped.
+    _guard: PlayerGuard,
+}
+
+struct Conn {
+    id: u64,
+    shared: Arc<Shared>,
+    session: Session,
+    app: Option<AppPath>,
+    publishers: HashMap<u32, Publisher>,
+    playing: HashMap<u32, Playing>,
+    rings: StreamMap<u32, BroadcastStream<MediaItem>>,
+    out: Vec<Bytes>,
+    bytes_out: u64,
+}
+
+impl Conn {
+    fn new(id: u64, shared: Arc<Shared>) -> Conn {
+        Conn {
+            id,
+            session: Session::new(shared.session_config.clone(), Instant::now()),
+            shared,
+            app: None,
+            publishers: HashMap::new(),
+            playing: HashMap::new(),
+            rings: StreamMap::new(),
+            out: Vec::new(),
+            bytes_out: 0,
+        }
+    }
+
+    async fn run<S>(&mut self, io: S) -> Result<(), ConnError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let (mut rd, mut wr) = tokio::io::split(io);
+        let mut rbuf = vec![0u8; 64 * 1024];
+        let cfg = &self.shared.config.rtmp;
+        let handshake_timeout = Duration::from_secs(cfg.handshake_timeout_secs);
+        let write_timeout = Duration::from_secs(cfg.write_timeout_secs);
+        let handshake_deadline = tokio::time::Instant::now() + handshake_timeout;
+        loop {
+            self.flush(&mut wr, write_timeout).await?;
+            if self.session.is_closed() {
+                return Ok(());
+            }
+            let mut deadline = self
+                .session
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            if !self.session.is_connected() {
+                deadline = deadline.min(handshake_deadline);
+            }
+            tokio::select! {
+                r = rd.read(&mut rbuf) => {
+                    let n = r?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    self.shared.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    let res = self.session.handle_input(&rbuf[..n], Instant::now());
+                    // Events queued before an error (e.g. the last media) are still handled.
+                    self.handle_events()?;
+                    if let Err(e) = res {
+                        // Flush what the session queued (a rejection, an error status) first.
+                        let _ = self.flush(&mut wr, write_timeout).await;
+                        return Err(e.into());
+                    }
+                }
+                Some((stream_id, item)) = self.rings.next(), if !self.rings.is_empty() => {
+                    self.on_ring_item(stream_id, item)?;
+                    self.drain_ready_rings()?;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    if !self.session.is_connected() && tokio::time::Instant::now() >= handshake_deadline {
+                        return Err(ConnError::HandshakeTimeout(handshake_timeout));
+                    }
+                    self.session.handle_timeout(Instant::now())?;
+                }
+            }
+        }
+    }
+
+    /// Takes every ring item that is ready without waiting, up to a batch, so one write carries
+    /// many messages.
+    fn drain_ready_rings(&mut self) -> Result<(), ConnError> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        for _ in 0..MEDIA_BATCH {
+            match Pin::new(&mut self.rings).poll_next(&mut cx) {
+                Poll::Ready(Some((stream_id, item))) => self.on_ring_item(stream_id, item)?,
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush<W: AsyncWrite + Unpin>(
+        &mut self,
+        wr: &mut W,
+        limit: Duration,
+    ) -> Result<(), ConnError> {
+        if !self.session.has_transmit() {
+            return Ok(());
+        }
+        self.session.drain_transmit(&mut self.out);
+        let total: usize = self.out.iter().map(|b| b.len()).sum();
+        match tokio::time::timeout(limit, write_all_vectored(wr, &mut self.out)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(ConnError::WriteTimeout(limit)),
+        }
+        self.bytes_out += total as u64;
+        self.shared
+            .stats
+            .bytes_out
+            .fetch_add(total as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn key(&self, name: &StreamName) -> StreamKey {
+        let (app, instance) = match &self.app {
+            Some(p) => (p.app.clone(), p.instance.clone()),
+            None => (String::new(), String::new()),
+        };
+        StreamKey {
+            app,
+            instance,
+            name: name.name.clone(),
+        }
+    }
+
+    fn handle_events(&mut self) -> Result<(), ConnError> {
+        while let Some(ev) = self.session.poll_event() {
+            match ev {
+                Event::Connect(req) => {
+                    // The default application: every app name is a live app open to everyone.
+                    info!(
+                        app = %req.path.app,
+                        instance = %req.path.instance,
+                        flash_ver = req.flash_ver.as_deref().unwrap_or(""),
+                        "connect accepted"
+                    );
+                    self.app = Some(req.path);
+                    self.session.accept_connect();
+                }
+                Event::Publish {
+                    stream_id,
+                    name,
+                    kind,
+                } => self.start_publish(stream_id, name, &kind),
+                Event::Unpublish { stream_id } => {
+                    if let Some(p) = self.publishers.remove(&stream_id) {
+                        info!(stream = %p.key(), "unpublished");
+                    }
+                }
+                Event::Media {
+                    stream_id,
+                    kind,
+                    type_id,
+                    timestamp,
+                    payload,
+                } => {
+                    if let Some(p) = self.publishers.get_mut(&stream_id) {
+                        p.push(kind, type_id, timestamp, payload);
+                    }
+                }
+                Event::Play {
+                    stream_id,
+                    name,
+                    start,
+                    reset,
+                } => self.start_play(stream_id, name, start, reset),
+                Event::StopPlay { stream_id } => {
+                    self.rings.remove(&stream_id);
+                    if let Some(p) = self.playing.remove(&stream_id) {
+                        debug!(stream = %p.name, "stopped playing");
+                    }
+                }
+                Event::Pause {
+                    stream_id, pause, ..
+                } => {
+                    if let Some(p) = self.playing.get_mut(&stream_id) {
+                        p.player.set_paused(pause);
+                        let name = p.name.clone();
+                        self.session.pause_notify(stream_id, pause, &name);
+                    }
+                }
+                Event::ReceiveAudio { stream_id, enabled } => {
+                    if let Some(p) = self.playing.get_mut(&stream_id) {
+                        p.player.audio = enabled;
+                    }
+                }
+                Event::ReceiveVideo { stream_id, enabled } => {
+                    if let Some(p) = self.playing.get_mut(&stream_id) {
+                        p.player.set_video(enabled);
+                    }
+                }
+                Event::Call(cmd) => {
+                    debug!(method = %cmd.name, "call to a method no application handles");
+                    // Transaction 0 means the client expects no answer.
+                    if cmd.transaction_id != 0.0 {
+                        self.session.send_error(
+                            cmd.transaction_id,
+                            "NetConnection.Call.Failed",
+                            &format!("Method not found ({}).", cmd.name),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start_publish(&mut self, stream_id: u32, name: StreamName, kind: &str) {
+        let key = self.key(&name);
+        if kind != "live" {
+            // Recording is not offered yet; publish live and say so once.
+            debug!(kind, "publish type treated as live");
+        }
+        match self.shared.registry.publish(key.clone(), self.id) {
+            Ok(p) => {
+                info!(stream = %key, "publishing");
+                self.publishers.insert(stream_id, p);
+                self.session.publish_started(stream_id);
+            }
+            Err(PublishError::InUse(_)) => {
+                warn!(stream = %key, "publish refused: name in use");
+                self.session.publish_rejected(
+                    stream_id,
+                    "NetStream.Publish.BadName",
+                    &format!("Stream {} is already being published.", name.name),
+                );
+            }
+        }
+    }
+
+    fn start_play(&mut self, stream_id: u32, name: StreamName, start: f64, reset: bool) {
+        let key = self.key(&name);
+        self.rings.remove(&stream_id);
+        self.playing.remove(&stream_id);
+        let sub = self.shared.registry.play(key.clone());
+        info!(stream = %key, start, live = sub.live, "playing");
+        self.session.play_started(stream_id, &name.name, reset);
+        let media = &self.shared.config.media;
+        let mut player = Player::new(
+            media.player_max_skips,
+            Duration::from_secs(media.player_skip_window_secs),
+        );
+        // Headers never carry a later timestamp than the first cached frame, so a late
+        // player's clock does not run backwards from the headers to the GOP. Metadata keeps
+        // its own (usually 0) timestamp: ffmpeg's FLV reader only takes `onMetaData` at 0 as
+        // metadata and turns a later one into a data stream.
+        let gop_start = sub
+            .preamble
+            .iter()
+            .find(|f| f.kind != MediaKind::Data && !f.info.sequence_header)
+            .map(|f| f.timestamp);
+        for f in &sub.preamble {
+            if player.admit(f) == Admit::Send {
+                let is_header = f.kind == MediaKind::Data || f.info.sequence_header;
+                let ts = match gop_start {
+                    Some(g) if is_header && f.timestamp > g => Some(g),
+                    _ => None,
+                };
+                self.send_frame(stream_id, f, ts);
+            }
+        }
+        self.rings.insert(stream_id, BroadcastStream::new(sub.rx));
+        self.playing.insert(
+            stream_id,
+            Playing {
+                name: name.name,
+                player,
+                _guard: sub.guard,
+            },
+        );
+    }
+
+    fn on_ring_item(
+        &mut self,
+        stream_id: u32,
+        item: Result<MediaItem, BroadcastStreamRecvError>,
+    ) -> Result<(), ConnError> {
+        let Some(p) = self.playing.get_mut(&stream_id) else {
+            return Ok(());
+        };
+        match item {
+            Ok(MediaItem::Frame(f)) => {
+                if p.player.admit(&f) == Admit::Send {
+                    self.send_frame(stream_id, &f, None);
+                }
+            }
+            Ok(MediaItem::Published) => {
+                p.player.restart();
+                let name = p.name.clone();
+                self.session.play_publish_notify(stream_id, &name);
+            }
+            Ok(MediaItem::Unpublished) => {
+                let name = p.name.clone();
+                self.session.play_unpublish_notify(stream_id, &name);
+            }
+            Err(BroadcastStreamRecvError::Lagged(n)) => {
+                debug!(
+                    missed = n,
+                    "player fell behind; skipping to the next keyframe"
+                );
+                if !p.player.lagged(Instant::now()) {
+                    return Err(ConnError::TooSlow);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a frame for the client: the shared chunk bytes when they fit this session,
+    /// otherwise a private encoding.
+    fn send_frame(&mut self, stream_id: u32, f: &Arc<Frame>, ts: Option<u32>) {
+        let shared_fits = stream_id == SHARED_STREAM_ID
+            && self.session.out_chunk_size() == self.shared.registry.config().chunk_size;
+        match ts {
+            None if shared_fits => self.session.send_encoded(f.encoded.clone()),
+            _ => {
+                let header = f.header(stream_id, ts.unwrap_or(f.timestamp));
+                self.session.send_media(f.csid(), &header, &f.payload);
+            }
+        }
+    }
+}
+
+/// Writes every buffer with as few vectored writes as the transport allows.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    bufs: &mut Vec<Bytes>,
+) -> std::io::Result<()> {
+    let mut start = 0;
+    while start < bufs.len() {
+        let slices: Vec<IoSlice<'_>> = bufs[start..]
+            .iter()
+            .take(64)
+            .map(|b| IoSlice::new(b))
+            .collect();
+        let mut n = wr.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && start < bufs.len() {
+            let len = bufs[start].len();
+            if n >= len {
+                n -= len;
+                start += 1;
+            } else {
+                bufs[start].advance(n);
+                n = 0;
+            }
+        }
+    }
+    bufs.clear();
+    wr.flush().await
+}

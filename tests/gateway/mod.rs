@@ -1,0 +1,53 @@
+//! Starts an in-process gateway on 127.0.0.1:0 with its own runtime, for end-to-end tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use wasmgate::config::Config;
+use wasmgate::server::{Server, Shared};
+
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub server: Server,
+    // Dropped last: the server's tasks run on it.
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Gateway {
+    pub fn start() -> Gateway {
+        Gateway::start_with(Config::default())
+    }
+
+    pub fn start_with(mut config: Config) -> Gateway {
+        // Logs go to the test's captured output, shown when a test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .with_test_writer()
+            .try_init();
+        config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let server = rt.block_on(Server::start(config)).expect("gateway starts");
+        Gateway {
+            addr: server.rtmp_addrs[0],
+            server,
+            _rt: rt,
+        }
+    }
+
+    /// `rtmp://127.0.0.1:PORT/PATH`
+    pub fn url(&self, path: &str) -> String {
+        format!("rtmp://{}/{}", self.addr, path)
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.server.shared
+    }
+}
