@@ -22,6 +22,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::Shared;
+use super::clients::ClientEntry;
 use crate::media::registry::{PlayerGuard, SHARED_STREAM_ID};
 use crate::media::{Admit, Frame, MediaItem, Player, PublishError, Publisher, StreamKey};
 use crate::rtmp::command::{AppPath, StreamName};
@@ -43,6 +44,8 @@ enum ConnError {
     WriteTimeout(Duration),
     #[error("player fell behind too often and was disconnected")]
     TooSlow,
+    #[error("kicked by an operator")]
+    Kicked,
 }
 
 /// Serves one connection until either side closes it; logs why it ended.
@@ -59,8 +62,10 @@ where
             .connections_total
             .fetch_add(1, Ordering::Relaxed);
         debug!("accepted");
-        let mut conn = Conn::new(id, shared.clone());
+        let client = shared.clients.register(id, peer, transport);
+        let mut conn = Conn::new(id, shared.clone(), client.entry.clone());
         let result = conn.run(io).await;
+        drop(client);
         let (bytes_in, bytes_out) = (conn.session.bytes_in(), conn.bytes_out);
         match result {
             Ok(()) => info!(bytes_in, bytes_out, "closed"),
@@ -82,6 +87,7 @@ struct Playing {
 struct Conn {
     id: u64,
     shared: Arc<Shared>,
+    client: Arc<ClientEntry>,
     session: Session,
     app: Option<AppPath>,
     publishers: HashMap<u32, Publisher>,
@@ -92,9 +98,10 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(id: u64, shared: Arc<Shared>) -> Conn {
+    fn new(id: u64, shared: Arc<Shared>, client: Arc<ClientEntry>) -> Conn {
         Conn {
             id,
+            client,
             session: Session::new(shared.session_config.clone(), Instant::now()),
             shared,
             app: None,
@@ -136,6 +143,7 @@ impl Conn {
                         return Ok(());
                     }
                     self.shared.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    self.client.add_in(n as u64);
                     let res = self.session.handle_input(&rbuf[..n], Instant::now());
                     // Events queued before an error (e.g. the last media) are still handled.
                     self.handle_events()?;
@@ -148,6 +156,11 @@ impl Conn {
                 Some((stream_id, item)) = self.rings.next(), if !self.rings.is_empty() => {
                     self.on_ring_item(stream_id, item)?;
                     self.drain_ready_rings()?;
+                }
+                _ = self.client.kicked() => {
+                    self.session.close_notify("Kicked by the server operator.");
+                    let _ = self.flush(&mut wr, write_timeout).await;
+                    return Err(ConnError::Kicked);
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     if !self.session.is_connected() && tokio::time::Instant::now() >= handshake_deadline {
@@ -187,6 +200,7 @@ impl Conn {
             Err(_) => return Err(ConnError::WriteTimeout(limit)),
         }
         self.bytes_out += total as u64;
+        self.client.add_out(total as u64);
         self.shared
             .stats
             .bytes_out
@@ -217,6 +231,7 @@ impl Conn {
                         flash_ver = req.flash_ver.as_deref().unwrap_or(""),
                         "connect accepted"
                     );
+                    self.client.set_app(&req.path.app, &req.path.instance);
                     self.app = Some(req.path);
                     self.session.accept_connect();
                 }

@@ -1,6 +1,7 @@
 //! Listeners and process-wide state: binds the configured RTMP addresses, accepts connections
 //! within the connection limit and hands each one to the transport-independent driver in `conn`.
 
+pub mod clients;
 pub mod conn;
 
 use std::net::SocketAddr;
@@ -22,6 +23,9 @@ pub struct Shared {
     pub config: Config,
     pub session_config: SessionConfig,
     pub registry: Arc<Registry>,
+    pub clients: Arc<clients::Clients>,
+    /// When the process started, for uptime.
+    pub started_at: std::time::Instant,
     next_conn_id: AtomicU64,
     pub stats: Stats,
 }
@@ -41,6 +45,8 @@ impl Shared {
         Arc::new(Shared {
             session_config: config.session_config(),
             registry: Registry::new(config.media_config()),
+            clients: Arc::new(clients::Clients::default()),
+            started_at: std::time::Instant::now(),
             config,
             next_conn_id: AtomicU64::new(1),
             stats: Stats::default(),
