@@ -49,6 +49,8 @@ pub struct RtmpConfig {
     pub max_chunk_size: u32,
     /// Chunk stream ids one connection may use.
     pub max_chunk_streams: usize,
+    /// Bytes of half-received messages one connection may have buffered in total.
+    pub max_partial_bytes: usize,
     /// NetStreams one connection may create.
     pub max_streams_per_connection: u32,
     /// AMF nesting depth accepted in commands and data.
@@ -74,6 +76,7 @@ impl Default for RtmpConfig {
             max_message_size: chunk.max_message_size,
             max_chunk_size: chunk.max_chunk_size,
             max_chunk_streams: chunk.max_chunk_streams,
+            max_partial_bytes: 32 << 20,
             max_streams_per_connection: 16,
             amf_max_depth: amf.max_depth,
             amf_max_collection_len: amf.max_collection_len,
@@ -193,6 +196,7 @@ impl Config {
         for (path, v) in [
             ("rtmp.max_connections", r.max_connections),
             ("rtmp.max_chunk_streams", r.max_chunk_streams),
+            ("rtmp.max_partial_bytes", r.max_partial_bytes),
             ("rtmp.amf_max_depth", r.amf_max_depth),
             ("rtmp.amf_max_collection_len", r.amf_max_collection_len),
             ("media.player_queue", self.media.player_queue),
@@ -229,6 +233,7 @@ impl Config {
                 ..AmfLimits::default()
             },
             max_streams: r.max_streams_per_connection,
+            max_partial_bytes: r.max_partial_bytes,
             ..SessionConfig::default()
         }
     }
