@@ -209,3 +209,130 @@ fn garbage_after_handshake_closes_only_that_connection() {
         assert!(ok.is_ok());
     });
 }
+
+#[test]
+fn enhanced_rtmp_fourcc_video_passes_through_untouched_to_late_players() {
+    let gw = Gateway::start();
+    rt().block_on(async {
+        let mut publisher = RtmpClient::connect(&gw.url("live"), vec![]).await.unwrap();
+        let pid = publisher.create_stream().await.unwrap();
+        publisher.session().publish(pid, "ertmp", "live");
+        publisher.flush().await.unwrap();
+        publisher
+            .wait_status(Duration::from_secs(5), |c| c == "NetStream.Publish.Start")
+            .await
+            .unwrap();
+        // Enhanced RTMP: ExHeader bit | frame type << 4 | packet type, then the FourCC.
+        let mut seq_start = vec![0x80 | 0x10, b'h', b'v', b'c', b'1'];
+        seq_start.extend_from_slice(&[1, 2, 3, 4, 5]);
+        let mut key = vec![0x80 | 0x10 | 3, b'h', b'v', b'c', b'1'];
+        key.extend_from_slice(&[9; 300]);
+        let mut inter = vec![0x80 | 0x20 | 3, b'h', b'v', b'c', b'1'];
+        inter.extend_from_slice(&[7; 100]);
+        let mut av1_key = vec![0x80 | 0x10 | 1, b'a', b'v', b'0', b'1'];
+        av1_key.extend_from_slice(&[5; 50]);
+        publisher.session().send_media(pid, 9, 0, &seq_start);
+        publisher.session().send_media(pid, 9, 33, &key);
+        publisher.session().send_media(pid, 9, 66, &inter);
+        publisher.flush().await.unwrap();
+        // Make sure the gateway has ingested them before the late player joins.
+        publisher
+            .call("getStreamLength", &[])
+            .await
+            .unwrap()
+            .unwrap();
+
+        let mut player = RtmpClient::connect(&gw.url("live"), vec![]).await.unwrap();
+        let sid = player.create_stream().await.unwrap();
+        player.session().play(sid, "ertmp", -2.0);
+        player.flush().await.unwrap();
+        publisher.session().send_media(pid, 9, 99, &av1_key);
+        publisher.flush().await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let ev = player.next_event_timeout(Duration::from_secs(5)).await;
+            if let ClientEvent::Media {
+                type_id: 9,
+                payload,
+                ..
+            } = ev.unwrap()
+            {
+                got.push(payload.to_vec());
+            }
+        }
+        assert_eq!(got, vec![seq_start, key, inter, av1_key]);
+    });
+}
+
+#[test]
+fn a_stalled_player_is_cut_off_while_others_keep_streaming() {
+    let mut cfg = Config::default();
+    cfg.rtmp.write_timeout_secs = 2;
+    cfg.media.player_queue = 64;
+    let gw = Gateway::start_with(cfg);
+    let runtime = rt();
+    let (_stalled, _publisher, _good) = runtime.block_on(async {
+        let mut publisher = RtmpClient::connect(&gw.url("live"), vec![]).await.unwrap();
+        let pid = publisher.create_stream().await.unwrap();
+        publisher.session().publish(pid, "slow", "live");
+        publisher.flush().await.unwrap();
+        publisher
+            .wait_status(Duration::from_secs(5), |c| c == "NetStream.Publish.Start")
+            .await
+            .unwrap();
+
+        let mut stalled = RtmpClient::connect(&gw.url("live"), vec![]).await.unwrap();
+        let sid = stalled.create_stream().await.unwrap();
+        stalled.session().play(sid, "slow", -1.0);
+        stalled.flush().await.unwrap();
+        let mut good = RtmpClient::connect(&gw.url("live"), vec![]).await.unwrap();
+        let gid = good.create_stream().await.unwrap();
+        good.session().play(gid, "slow", -1.0);
+        good.flush().await.unwrap();
+        good.wait_status(Duration::from_secs(5), |c| c == "NetStream.Play.Start")
+            .await
+            .unwrap();
+        // The stalled player never reads again. Publish ~40 MB: far more than socket buffers.
+        let frame = vec![0x27u8; 200_000];
+        let key = {
+            let mut k = vec![0x17u8; 200_000];
+            k[1] = 1;
+            k
+        };
+        let mut received = 0usize;
+        for i in 0..200u32 {
+            let payload = if i % 25 == 0 { &key } else { &frame };
+            publisher.session().send_media(pid, 9, i * 40, payload);
+            publisher.flush().await.unwrap();
+            // The good player drains what it can without blocking the publisher for long.
+            while let Ok(Ok(ev)) =
+                tokio::time::timeout(Duration::from_millis(1), good.next_event()).await
+            {
+                if let ClientEvent::Media { payload, .. } = ev {
+                    received += payload.len();
+                }
+            }
+        }
+        // The publisher was never blocked: all 200 frames went out; the good player got most.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while received < 30_000_000 && Instant::now() < deadline {
+            if let Ok(Ok(ClientEvent::Media { payload, .. })) =
+                tokio::time::timeout(Duration::from_millis(200), good.next_event()).await
+            {
+                received += payload.len();
+            }
+        }
+        assert!(
+            received >= 30_000_000,
+            "good player got only {received} bytes"
+        );
+        (stalled, publisher, good)
+    });
+    // The stalled player still holds its socket open, but the gateway cut it off (write
+    // timeout or lag bound); the publisher and the good player remain.
+    assert!(
+        gateway::wait(Duration::from_secs(10), || gw.shared().clients.len() == 2),
+        "clients: {}",
+        gw.shared().clients.len()
+    );
+}
