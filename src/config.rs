@@ -99,6 +99,9 @@ pub struct MediaSection {
     /// is disconnected.
     pub player_max_skips: usize,
     pub player_skip_window_secs: u64,
+    /// Players collect media for this many milliseconds and write it in one go; 0 writes
+    /// each message as it arrives. Adds up to this much latency, saves most of the CPU.
+    pub merge_window_ms: u64,
 }
 
 impl Default for MediaSection {
@@ -111,6 +114,7 @@ impl Default for MediaSection {
             player_queue: m.player_queue,
             player_max_skips: 10,
             player_skip_window_secs: 60,
+            merge_window_ms: 100,
         }
     }
 }
@@ -204,6 +208,12 @@ impl Config {
             if v == 0 {
                 return bad(path, "must be at least 1".into());
             }
+        }
+        if self.media.merge_window_ms > 1000 {
+            return bad(
+                "media.merge_window_ms",
+                format!("{} is above 1000", self.media.merge_window_ms),
+            );
         }
         if r.max_streams_per_connection == 0 {
             return bad(

@@ -72,7 +72,18 @@ fn unknown_method_gets_call_failed_and_stream_length_is_zero() {
 
 #[test]
 fn own_client_plays_what_it_publishes() {
-    let gw = Gateway::start();
+    publish_play_roundtrip(&Gateway::start());
+}
+
+#[test]
+fn own_client_plays_with_immediate_writes() {
+    // merge_window_ms = 0: media is written as it arrives instead of in merged batches.
+    let mut cfg = Config::default();
+    cfg.media.merge_window_ms = 0;
+    publish_play_roundtrip(&Gateway::start_with(cfg));
+}
+
+fn publish_play_roundtrip(gw: &Gateway) {
     rt().block_on(async {
         let mut publisher = RtmpClient::connect(&gw.url("live"), vec![]).await.unwrap();
         let pid = publisher.create_stream().await.unwrap();
