@@ -79,9 +79,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# run_one SERVER N ROUND
+# run_one SERVER N KIND [extra wasmgate-load args...]
 run_one() {
-    local server=$1 n=$2 round=$3 port pid_args url spid
+    local server=$1 n=$2 kind=$3 port pid_args url spid
+    shift 3
     PIDS=()
     if [ "$server" = wasmgate ]; then
         port=$GW_PORT
@@ -106,8 +107,8 @@ run_one() {
         2>"$OUT/publisher.log" &
     PIDS+=("$!")
     sleep 3
-    "$ROOT/target/release/wasmgate-load" --url "$url" --players "$n" --probes "$PROBES" \
-        --warmup 3 --duration "$SECONDS_MEASURED" --label "$server n=$n round=$round" "${pid_args[@]}" \
+    "$ROOT/target/release/wasmgate-load" --url "$url" --players "$n" --probes "${LOAD_PROBES:-$PROBES}" \
+        --warmup "${LOAD_WARMUP:-3}" --duration "${LOAD_DURATION:-$SECONDS_MEASURED}" --label "$server $kind" "${pid_args[@]}" "$@" \
         2>>"$OUT/load.stderr" | tee -a "$OUT/results.jsonl"
     cleanup
     if [ "$server" = nginx ] && [ -f "$NGX_DIR/nginx.pid" ]; then
@@ -119,37 +120,23 @@ run_one() {
 : >"$OUT/results.jsonl"
 for n in $PLAYERS; do
     for round in $(seq 1 "$REPS"); do
-        run_one wasmgate "$n" "$round"
-        run_one nginx "$n" "$round"
+        run_one wasmgate "$n" fanout
+        run_one nginx "$n" fanout
     done
 done
+# Memory of idle connections (handshake + connect, nothing played).
+IDLE=${BENCH_IDLE:-1000}
+if [ "$IDLE" -gt 0 ]; then
+    LOAD_PROBES=0 LOAD_WARMUP=2 LOAD_DURATION=2 run_one wasmgate "$IDLE" idle --idle
+    LOAD_PROBES=0 LOAD_WARMUP=2 LOAD_DURATION=2 run_one nginx "$IDLE" idle --idle
+fi
+# Optional search for the most players served without drops: BENCH_MAX_PLAYERS="2000 3000".
+for n in ${BENCH_MAX_PLAYERS:-}; do
+    run_one wasmgate "$n" max
+    run_one nginx "$n" max
+done
 
-python3 - "$OUT/results.jsonl" "$BITRATE" "$SECONDS_MEASURED" >"$OUT/results.md" <<'EOF'
-import json, statistics, sys, platform, os
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-by = {}
-for r in rows:
-    server, n = r["label"].split()[0], r["players"] - 4
-    by.setdefault((n, server), []).append(r)
-def med(rs, k):
-    return statistics.median(r[k] for r in rs)
-cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": ")
-print(f"Machine: {os.cpu_count()} cores, {cpu}; stream {sys.argv[2]}bit/s CBR H.264/AAC, "
-      f"{sys.argv[3]} s windows, medians of {max(len(v) for v in by.values())} rounds.\n")
-print("| players | server | CPU ms per MB | ratio vs nginx | server CPU % | RSS MB | KB/player | drops % | stalls | lateness p50 / p99 ms | starving |")
-print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for n in sorted({k[0] for k in by}):
-    ngx = by.get((n, "nginx"))
-    for server in ("wasmgate", "nginx"):
-        rs = by.get((n, server))
-        if not rs:
-            continue
-        c = med(rs, "cpu_ms_per_mb")
-        ratio = f"{c / med(ngx, 'cpu_ms_per_mb'):.2f}x" if ngx and med(ngx, "cpu_ms_per_mb") else "-"
-        pct = med(rs, "server_cpu_ms") / (med(rs, "seconds") * 10)
-        rss = med(rs, "server_rss_kb")
-        print(f"| {n} | {server} | {c:.3f} | {ratio} | {pct:.1f} | {rss/1024:.1f} | {rss/max(n,1):.1f} | "
-              f"{med(rs, 'drop_pct'):.3f} | {med(rs, 'stalls'):.0f} | {med(rs, 'lateness_p50_ms'):.0f} / {med(rs, 'lateness_p99_ms'):.0f} | {med(rs, 'starving'):.0f} |")
-EOF
+python3 "$ROOT/scripts/bench-summary.py" "$OUT/results.jsonl" "$BITRATE" "$SECONDS_MEASURED" "$PROBES" \
+    >"$OUT/results.md"
 echo
 cat "$OUT/results.md"

@@ -45,6 +45,10 @@ struct Args {
     /// Server processes whose CPU and memory to sample (repeat for nginx master + worker).
     #[arg(long = "server-pid")]
     server_pids: Vec<u32>,
+    /// Players only connect (handshake + connect) and stay idle: measures memory per idle
+    /// connection instead of fan-out.
+    #[arg(long)]
+    idle: bool,
     /// Label printed with the result.
     #[arg(long, default_value = "")]
     label: String,
@@ -87,6 +91,11 @@ async fn main() {
         start: Instant::now(),
     });
     let total = args.players + args.probes;
+    let rss_before_kb: u64 = args
+        .server_pids
+        .iter()
+        .filter_map(|&p| status_kb(p, "VmRSS:"))
+        .sum();
     let ramp = Arc::new(Semaphore::new(args.ramp_concurrency.max(1)));
     let per_player: Vec<Arc<AtomicU64>> = (0..args.players)
         .map(|_| Arc::new(AtomicU64::new(0)))
@@ -94,7 +103,7 @@ async fn main() {
     let mut probes = Vec::new();
     for i in 0..total {
         let probe = i < args.probes;
-        let (url, shared, ramp) = (url.clone(), shared.clone(), ramp.clone());
+        let (url, shared, ramp, idle) = (url.clone(), shared.clone(), ramp.clone(), args.idle);
         let counter = if probe {
             None
         } else {
@@ -102,7 +111,7 @@ async fn main() {
         };
         let task = tokio::spawn(async move {
             let permit = ramp.acquire_owned().await.ok();
-            let r = run_player(&url, probe, &shared, counter, permit).await;
+            let r = run_player(&url, probe, idle, &shared, counter, permit).await;
             if let Err(e) = &r {
                 shared.failed.fetch_add(1, Ordering::Relaxed);
                 eprintln!("wasmgate-load: player {i}: {e}");
@@ -199,7 +208,7 @@ async fn main() {
         100.0 * stats.missing_video as f64 / (stats.video_frames + stats.missing_video) as f64
     };
     println!(
-        "{{\"label\":\"{}\",\"players\":{},\"playing\":{},\"failed\":{},\"starving\":{},\"seconds\":{:.2},\"mb\":{:.2},\"mbit_per_player\":{:.3},\"server_cpu_ms\":{:.1},\"cpu_ms_per_mb\":{:.4},\"server_rss_kb\":{},\"server_hwm_kb\":{},\"load_cpu_ms\":{:.1},\"probe_video_frames\":{},\"probe_missing_frames\":{},\"drop_pct\":{:.4},\"stalls\":{},\"lateness_p50_ms\":{:.1},\"lateness_p99_ms\":{:.1}}}",
+        "{{\"label\":\"{}\",\"players\":{},\"playing\":{},\"failed\":{},\"starving\":{},\"seconds\":{:.2},\"mb\":{:.2},\"mbit_per_player\":{:.3},\"server_cpu_ms\":{:.1},\"cpu_ms_per_mb\":{:.4},\"server_rss_kb\":{},\"server_rss_before_kb\":{},\"server_hwm_kb\":{},\"load_cpu_ms\":{:.1},\"probe_video_frames\":{},\"probe_missing_frames\":{},\"drop_pct\":{:.4},\"stalls\":{},\"lateness_p50_ms\":{:.1},\"lateness_p99_ms\":{:.1}}}",
         args.label,
         total,
         playing,
@@ -215,6 +224,7 @@ async fn main() {
         server_cpu_ms,
         if mb > 0.0 { server_cpu_ms / mb } else { 0.0 },
         rss_kb,
+        rss_before_kb,
         hwm_kb,
         (self1 - self0) as f64 * tick_ms,
         stats.video_frames,
@@ -234,6 +244,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 async fn run_player(
     url: &RtmpUrl,
     probe: bool,
+    idle: bool,
     shared: &Shared,
     counter: Option<Arc<AtomicU64>>,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -262,6 +273,7 @@ async fn run_player(
         session.handle_input(&buf[..n])?;
         while let Some(ev) = session.poll_event() {
             match ev {
+                ClientEvent::Connected { .. } if idle => started = true,
                 ClientEvent::Connected { .. } => create_txn = Some(session.create_stream()),
                 ClientEvent::ConnectRejected { info } => {
                     return Err(format!("connect rejected: {info:?}").into());
@@ -296,7 +308,7 @@ async fn run_player(
     }
     shared.playing.fetch_add(1, Ordering::Relaxed);
     drop(permit);
-    if probe {
+    if probe || idle {
         probe_loop(sock, session, buf, shared).await
     } else {
         count_loop(sock, buf, shared, counter.unwrap_or_default()).await
