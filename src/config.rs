@@ -14,11 +14,23 @@ use crate::rtmp::chunk::ChunkLimits;
 
 /// The whole configuration. `Config::default()` is the embedded default the README promises:
 /// RTMP on 0.0.0.0:1935, every app a live app open to everyone.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Seconds a SIGTERM/SIGINT shutdown waits for connections to close before exiting.
+    pub shutdown_timeout_secs: u64,
     pub rtmp: RtmpConfig,
     pub media: MediaSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            shutdown_timeout_secs: 10,
+            rtmp: RtmpConfig::default(),
+            media: MediaSection::default(),
+        }
+    }
 }
 
 /// `[rtmp]`: listeners, protocol parameters and per-connection limits.

@@ -41,6 +41,8 @@ enum ConnError {
     TooSlow,
     #[error("kicked by an operator")]
     Kicked,
+    #[error("server shutting down")]
+    Shutdown,
 }
 
 /// Serves one connection until either side closes it; logs why it ended.
@@ -130,6 +132,11 @@ impl Conn {
             epoch + Duration::from_nanos(((since / w + 1) * w) as u64)
         };
         let mut next_drain: Option<tokio::time::Instant> = None;
+        let mut shutdown = self.shared.shutdown_signal();
+        if *shutdown.borrow_and_update() {
+            return Err(ConnError::Shutdown);
+        }
+        let mut watch_shutdown = true;
         loop {
             self.flush(&mut wr, write_timeout).await?;
             if self.session.is_closed() {
@@ -175,6 +182,15 @@ impl Conn {
                     // Everything the ring holds; it is bounded by `media.player_queue`.
                     self.drain_ready_rings(usize::MAX)?;
                     next_drain = Some(next_tick(tokio::time::Instant::now()));
+                }
+                changed = shutdown.changed(), if watch_shutdown => {
+                    // An error means the server itself is gone; stop watching.
+                    watch_shutdown = changed.is_ok();
+                    if *shutdown.borrow() {
+                        self.session.close_notify("Server is shutting down.");
+                        let _ = self.flush(&mut wr, write_timeout).await;
+                        return Err(ConnError::Shutdown);
+                    }
                 }
                 _ = self.client.kicked() => {
                     self.session.close_notify("Kicked by the server operator.");
