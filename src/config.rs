@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::media::MediaConfig;
+use crate::media::{MediaConfig, TakeoverPolicy};
 use crate::rtmp::SessionConfig;
 use crate::rtmp::amf::AmfLimits;
 use crate::rtmp::chunk::ChunkLimits;
@@ -114,6 +114,10 @@ pub struct MediaSection {
     /// Players collect media for this many milliseconds and write it in one go; 0 writes
     /// each message as it arrives. Adds up to this much latency, saves most of the CPU.
     pub merge_window_ms: u64,
+    /// A second publisher of a live name: `refuse`, `idle` (take over when the current
+    /// publisher has sent nothing for `takeover_idle_secs`) or `always`.
+    pub takeover: TakeoverPolicy,
+    pub takeover_idle_secs: u64,
 }
 
 impl Default for MediaSection {
@@ -127,6 +131,8 @@ impl Default for MediaSection {
             player_max_skips: 10,
             player_skip_window_secs: 60,
             merge_window_ms: 100,
+            takeover: m.takeover,
+            takeover_idle_secs: m.takeover_idle.as_secs(),
         }
     }
 }
@@ -267,6 +273,8 @@ impl Config {
             gop_cache: self.media.gop_cache,
             gop_cache_max_bytes: self.media.gop_cache_max_bytes,
             gop_cache_max_frames: self.media.gop_cache_max_frames,
+            takeover: self.media.takeover,
+            takeover_idle: Duration::from_secs(self.media.takeover_idle_secs),
         }
     }
 }
@@ -311,6 +319,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("rtmp.chunk_size"), "{e}");
+        let e = Config::from_toml("[media]\ntakeover = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("media.takeover"), "{e}");
         let e = Config::from_toml("[rtmp]\nchunk_size = \"big\"\n")
             .unwrap_err()
             .to_string();

@@ -13,4 +13,5 @@ pub mod registry;
 pub use player::{Admit, Player};
 pub use registry::{
     Frame, MediaConfig, MediaItem, PublishError, Publisher, Registry, StreamKey, Subscription,
+    TakeoverPolicy,
 };

@@ -27,6 +27,23 @@ pub struct MediaConfig {
     /// Bytes of payload the GOP cache may hold before it is dropped until the next keyframe.
     pub gop_cache_max_bytes: usize,
     pub gop_cache_max_frames: usize,
+    /// What a second publisher of a live name gets.
+    pub takeover: TakeoverPolicy,
+    /// For [`TakeoverPolicy::Idle`]: how long the current publisher must have sent nothing.
+    pub takeover_idle: std::time::Duration,
+}
+
+/// Whether a new publisher may take a stream name over from the current one (a publisher that
+/// reconnected from a new network while its old connection is half-dead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TakeoverPolicy {
+    /// Never: the newcomer gets `NetStream.Publish.BadName`.
+    Refuse,
+    /// Only when the current publisher has sent nothing for `takeover_idle`.
+    Idle,
+    /// Always: the newest publisher wins.
+    Always,
 }
 
 impl Default for MediaConfig {
@@ -37,6 +54,8 @@ impl Default for MediaConfig {
             gop_cache: true,
             gop_cache_max_bytes: 16 << 20,
             gop_cache_max_frames: 4096,
+            takeover: TakeoverPolicy::Idle,
+            takeover_idle: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -111,7 +130,13 @@ struct Stream {
 
 #[derive(Default)]
 struct StreamState {
+    /// Connection id of the current publisher.
     publisher: Option<u64>,
+    /// Bumped by every publish, so a displaced publisher's handle knows it no longer owns
+    /// the stream.
+    publisher_epoch: u64,
+    /// When the current publisher last sent a message.
+    last_ingest: Option<std::time::Instant>,
     players: usize,
     metadata: Option<Arc<Frame>>,
     video_header: Option<Arc<Frame>>,
@@ -183,29 +208,48 @@ impl Registry {
         v
     }
 
-    /// Claims the publisher slot of `key`.
+    /// Claims the publisher slot of `key`. With a takeover the displaced publisher's
+    /// connection id comes back too, so the caller can close that connection; players stay
+    /// attached and continue on the new publisher's keyframe.
     pub fn publish(
         self: &Arc<Self>,
         key: StreamKey,
         conn_id: u64,
-    ) -> Result<Publisher, PublishError> {
+    ) -> Result<(Publisher, Option<u64>), PublishError> {
         let stream = self.entry(&key);
-        {
+        let (epoch, displaced) = {
             let mut st = lock(&stream.state);
-            if st.publisher.is_some() {
-                drop(st);
-                self.collect(&stream);
-                return Err(PublishError::InUse(key.to_string()));
+            let displaced = st.publisher;
+            if displaced.is_some() {
+                let idle_for = st.last_ingest.map(|t| t.elapsed());
+                let allowed = match self.cfg.takeover {
+                    TakeoverPolicy::Refuse => false,
+                    TakeoverPolicy::Always => true,
+                    TakeoverPolicy::Idle => idle_for.is_some_and(|d| d >= self.cfg.takeover_idle),
+                };
+                if !allowed {
+                    drop(st);
+                    self.collect(&stream);
+                    return Err(PublishError::InUse(key.to_string()));
+                }
+                // The old publisher's codecs may differ: late players must not get its headers.
+                st.clear_caches();
             }
             st.publisher = Some(conn_id);
+            st.publisher_epoch += 1;
+            // A new publisher counts as active from the moment it publishes.
+            st.last_ingest = Some(std::time::Instant::now());
             st.has_video = false;
             let _ = stream.tx.send(MediaItem::Published);
-        }
-        Ok(Publisher {
+            (st.publisher_epoch, displaced)
+        };
+        let publisher = Publisher {
             registry: self.clone(),
             stream,
             offset: None,
-        })
+            epoch,
+        };
+        Ok((publisher, displaced))
     }
 
     /// Joins `key` as a player. A stream with no publisher yet is created and waited on.
@@ -289,6 +333,8 @@ pub struct Publisher {
     stream: Arc<Stream>,
     /// Added to incoming timestamps so the stream's timeline continues across publishers.
     offset: Option<u32>,
+    /// Which publish of the stream this handle is (see `StreamState::publisher_epoch`).
+    epoch: u64,
 }
 
 impl Publisher {
@@ -302,8 +348,9 @@ impl Publisher {
     }
 
     /// Ingests one message: timestamps onto the stream timeline, encodes it once, updates the
-    /// caches and hands it to every player.
-    pub fn push(&mut self, kind: MediaKind, type_id: u8, timestamp: u32, payload: Bytes) {
+    /// caches and hands it to every player. Returns false when another publisher has taken
+    /// the stream over (the message is dropped).
+    pub fn push(&mut self, kind: MediaKind, type_id: u8, timestamp: u32, payload: Bytes) -> bool {
         let cfg = &self.registry.cfg;
         let info = match kind {
             MediaKind::Video => inspect_video(&payload),
@@ -311,6 +358,10 @@ impl Publisher {
             MediaKind::Data => FrameInfo::default(),
         };
         let mut st = lock(&self.stream.state);
+        if st.publisher_epoch != self.epoch {
+            return false;
+        }
+        st.last_ingest = Some(std::time::Instant::now());
         let offset = *self
             .offset
             .get_or_insert_with(|| st.last_ts.wrapping_sub(timestamp));
@@ -390,6 +441,18 @@ impl Publisher {
         }
         // No receivers is not an error: the stream just has no players right now.
         let _ = self.stream.tx.send(MediaItem::Frame(frame));
+        true
+    }
+}
+
+impl StreamState {
+    fn clear_caches(&mut self) {
+        self.metadata = None;
+        self.video_header = None;
+        self.audio_header = None;
+        self.gop.clear();
+        self.gop_bytes = 0;
+        self.gop_overflow = false;
     }
 }
 
@@ -397,14 +460,13 @@ impl Drop for Publisher {
     fn drop(&mut self) {
         {
             let mut st = lock(&self.stream.state);
-            st.publisher = None;
-            st.metadata = None;
-            st.video_header = None;
-            st.audio_header = None;
-            st.gop.clear();
-            st.gop_bytes = 0;
-            st.gop_overflow = false;
-            let _ = self.stream.tx.send(MediaItem::Unpublished);
+            // A displaced publisher leaves the stream to its successor.
+            if st.publisher_epoch == self.epoch {
+                st.publisher = None;
+                st.last_ingest = None;
+                st.clear_caches();
+                let _ = self.stream.tx.send(MediaItem::Unpublished);
+            }
         }
         self.registry.collect(&self.stream);
     }
@@ -449,20 +511,66 @@ mod tests {
     #[test]
     fn second_publisher_is_refused_and_slot_frees() {
         let reg = Registry::new(MediaConfig::default());
-        let p = reg.publish(key("a"), 1).unwrap();
+        let p = reg.publish(key("a"), 1).unwrap().0;
         assert!(matches!(
             reg.publish(key("a"), 2),
             Err(PublishError::InUse(_))
         ));
         drop(p);
         assert_eq!(reg.stream_count(), 0);
-        let _p = reg.publish(key("a"), 2).unwrap();
+        let _p = reg.publish(key("a"), 2).unwrap().0;
+    }
+
+    #[test]
+    fn takeover_policies() {
+        let mut cfg = MediaConfig {
+            takeover: TakeoverPolicy::Refuse,
+            ..MediaConfig::default()
+        };
+        let reg = Registry::new(cfg.clone());
+        let _p = reg.publish(key("r"), 1).unwrap().0;
+        assert!(reg.publish(key("r"), 2).is_err());
+
+        cfg.takeover = TakeoverPolicy::Idle;
+        cfg.takeover_idle = std::time::Duration::from_millis(50);
+        let reg = Registry::new(cfg.clone());
+        let mut sub = reg.play(key("i"));
+        let mut old = reg.publish(key("i"), 1).unwrap().0;
+        assert!(old.push(MediaKind::Video, 9, 0, video(true)));
+        assert!(
+            reg.publish(key("i"), 2).is_err(),
+            "an active publisher keeps its stream"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        let (mut new, displaced) = reg.publish(key("i"), 2).unwrap();
+        assert_eq!(displaced, Some(1));
+        assert!(
+            !old.push(MediaKind::Video, 9, 40, video(false)),
+            "displaced publisher is refused"
+        );
+        drop(old);
+        assert!(new.push(MediaKind::Video, 9, 0, video(true)));
+        // The player saw Published twice and never Unpublished.
+        let mut items = Vec::new();
+        while let Ok(item) = sub.rx.try_recv() {
+            items.push(match item {
+                MediaItem::Published => "pub",
+                MediaItem::Unpublished => "unpub",
+                MediaItem::Frame(_) => "frame",
+            });
+        }
+        assert_eq!(items, vec!["pub", "frame", "pub", "frame"]);
+
+        cfg.takeover = TakeoverPolicy::Always;
+        let reg = Registry::new(cfg);
+        let _old = reg.publish(key("a"), 1).unwrap().0;
+        assert_eq!(reg.publish(key("a"), 2).unwrap().1, Some(1));
     }
 
     #[test]
     fn late_player_gets_headers_and_gop_from_keyframe() {
         let reg = Registry::new(MediaConfig::default());
-        let mut p = reg.publish(key("a"), 1).unwrap();
+        let mut p = reg.publish(key("a"), 1).unwrap().0;
         p.push(
             MediaKind::Video,
             9,
@@ -501,7 +609,7 @@ mod tests {
         let reg = Registry::new(MediaConfig::default());
         let mut sub = reg.play(key("w"));
         assert!(!sub.live);
-        let p = reg.publish(key("w"), 1).unwrap();
+        let p = reg.publish(key("w"), 1).unwrap().0;
         assert!(matches!(sub.rx.try_recv(), Ok(MediaItem::Published)));
         drop(p);
         assert!(matches!(sub.rx.try_recv(), Ok(MediaItem::Unpublished)));
@@ -514,14 +622,14 @@ mod tests {
     fn timeline_continues_across_publishers_and_is_monotonic() {
         let reg = Registry::new(MediaConfig::default());
         let mut sub = reg.play(key("t"));
-        let mut p = reg.publish(key("t"), 1).unwrap();
+        let mut p = reg.publish(key("t"), 1).unwrap().0;
         p.push(MediaKind::Video, 9, 5000, video(true));
         p.push(MediaKind::Video, 9, 5040, video(false));
         // clock reset inside one publisher
         p.push(MediaKind::Video, 9, 0, video(false));
         p.push(MediaKind::Video, 9, 40, video(false));
         drop(p);
-        let mut p = reg.publish(key("t"), 2).unwrap();
+        let mut p = reg.publish(key("t"), 2).unwrap().0;
         p.push(MediaKind::Video, 9, 0, video(true));
         let mut last = 0;
         while let Ok(item) = sub.rx.try_recv() {
@@ -540,7 +648,7 @@ mod tests {
             ..MediaConfig::default()
         };
         let reg = Registry::new(cfg);
-        let mut p = reg.publish(key("g"), 1).unwrap();
+        let mut p = reg.publish(key("g"), 1).unwrap().0;
         p.push(MediaKind::Video, 9, 0, video(true));
         for i in 1..10 {
             p.push(MediaKind::Video, 9, i * 40, video(false));

@@ -39,8 +39,8 @@ enum ConnError {
     WriteTimeout(Duration),
     #[error("player fell behind too often and was disconnected")]
     TooSlow,
-    #[error("kicked by an operator")]
-    Kicked,
+    #[error("kicked: {0}")]
+    Kicked(String),
     #[error("server shutting down")]
     Shutdown,
 }
@@ -193,9 +193,10 @@ impl Conn {
                     }
                 }
                 _ = self.client.kicked() => {
-                    self.session.close_notify("Kicked by the server operator.");
+                    let reason = self.client.kick_reason();
+                    self.session.close_notify(&reason);
                     let _ = self.flush(&mut wr, write_timeout).await;
-                    return Err(ConnError::Kicked);
+                    return Err(ConnError::Kicked(reason));
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     if !self.session.is_connected() && tokio::time::Instant::now() >= handshake_deadline {
@@ -294,8 +295,17 @@ impl Conn {
                     timestamp,
                     payload,
                 } => {
-                    if let Some(p) = self.publishers.get_mut(&stream_id) {
-                        p.push(kind, type_id, timestamp, payload);
+                    if let Some(p) = self.publishers.get_mut(&stream_id)
+                        && !p.push(kind, type_id, timestamp, payload)
+                    {
+                        // Another connection took this stream over.
+                        self.publishers.remove(&stream_id);
+                        self.session.send_status(
+                            stream_id,
+                            "error",
+                            "NetStream.Publish.BadName",
+                            "The stream was taken over by a new publisher.",
+                        );
                     }
                 }
                 Event::Play {
@@ -351,8 +361,15 @@ impl Conn {
             debug!(kind, "publish type treated as live");
         }
         match self.shared.registry.publish(key.clone(), self.id) {
-            Ok(p) => {
-                info!(stream = %key, "publishing");
+            Ok((p, displaced)) => {
+                if let Some(old) = displaced {
+                    info!(stream = %key, displaced = old, "publishing: took the stream over");
+                    if let Some(c) = self.shared.clients.get(old) {
+                        c.kick_because("The stream was taken over by a new publisher.");
+                    }
+                } else {
+                    info!(stream = %key, "publishing");
+                }
                 self.publishers.insert(stream_id, p);
                 self.session.publish_started(stream_id);
             }
