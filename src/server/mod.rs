@@ -62,6 +62,8 @@ impl Shared {
 pub struct Server {
     pub shared: Arc<Shared>,
     pub rtmp_addrs: Vec<SocketAddr>,
+    /// The admin listener's bound address, when `admin.enabled`.
+    pub admin_addr: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -72,12 +74,15 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Admin(#[from] crate::admin::AdminError),
 }
 
 impl Server {
     /// Binds every listener (port 0 picks a free port; see `rtmp_addrs`) and starts accepting.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let shared = Shared::new(config);
+        crate::metrics::install();
         let limit = Arc::new(Semaphore::new(shared.config.rtmp.max_connections));
         let mut rtmp_addrs = Vec::new();
         let mut tasks = Vec::new();
@@ -96,9 +101,18 @@ impl Server {
                 limit.clone(),
             )));
         }
+        let mut admin_addr = None;
+        if shared.config.admin.enabled {
+            // The Wasm app host replaces BuiltinApps here when it lands.
+            let apps = Arc::new(crate::admin::BuiltinApps::new(shared.clone()));
+            let admin = crate::admin::start(shared.clone(), apps).await?;
+            admin_addr = Some(admin.addr);
+            tasks.extend(admin.tasks);
+        }
         Ok(Server {
             shared,
             rtmp_addrs,
+            admin_addr,
             tasks,
         })
     }

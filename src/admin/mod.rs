@@ -1,0 +1,181 @@
+//! The admin listener (FMS's port 1111): HTTP/1.1 with a CIDR allowlist checked on accept,
+//! optional bearer token, the JSON API under `/api/v1`, Prometheus `/metrics` and the dashboard.
+//!
+//! Call order: [`start`] binds and spawns the accept loop and the bandwidth sampler; every
+//! accepted socket is judged by its source address before hyper reads a byte from it.
+
+pub mod allow;
+mod api;
+pub mod apps;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::ConfigError;
+use crate::server::Shared;
+use allow::{DenyLog, NetList};
+pub use apps::{AppError, AppHost, AppInfo, BuiltinApps};
+
+/// Why the admin listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("admin: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot listen for admin on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Everything request handlers need.
+pub(crate) struct AdminState {
+    shared: Arc<Shared>,
+    apps: Arc<dyn AppHost>,
+    allow: NetList,
+    trusted: NetList,
+    token: Option<String>,
+    prometheus: &'static PrometheusHandle,
+    deny_log: DenyLog,
+    bandwidth: Bandwidth,
+}
+
+/// Bytes per second in and out over the last sample interval, written by the sampler task.
+#[derive(Default)]
+struct Bandwidth {
+    in_bps: AtomicU64,
+    out_bps: AtomicU64,
+}
+
+/// A running admin listener.
+pub struct Admin {
+    pub addr: SocketAddr,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Binds `shared.config.admin.listen` and serves it. `apps` answers the `/apps` endpoints.
+pub async fn start(shared: Arc<Shared>, apps: Arc<dyn AppHost>) -> Result<Admin, AdminError> {
+    let cfg = &shared.config.admin;
+    let state = Arc::new(AdminState {
+        allow: NetList::new(cfg.allow_nets()?),
+        trusted: NetList::new(cfg.trusted_proxy_nets()?),
+        token: cfg.resolve_token()?,
+        prometheus: crate::metrics::install(),
+        deny_log: DenyLog::default(),
+        bandwidth: Bandwidth::default(),
+        apps,
+        shared: shared.clone(),
+    });
+    let addr = cfg.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| AdminError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| AdminError::Bind { addr, source })?;
+    if state.token.is_none() && !local.ip().is_loopback() {
+        warn!(addr = %local, "admin listener is not on loopback and has no token; the allowlist is its only protection");
+    }
+    info!(addr = %local, allow = ?cfg.allow, auth = state.token.is_some(), "admin listening");
+    let tasks = vec![
+        tokio::spawn(accept_loop(listener, state.clone())),
+        tokio::spawn(sample_bandwidth(state)),
+    ];
+    Ok(Admin { addr: local, tasks })
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<AdminState>) {
+    let cfg = &state.shared.config.admin;
+    let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let timeout = Duration::from_secs(cfg.request_timeout_secs);
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "admin accept failed; retrying in 100 ms");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // The allowlist decides before a single byte is read. A trusted proxy is let in here;
+        // its forwarded client address is judged per request.
+        let ip = allow::normalise(peer.ip());
+        if !state.allow.contains(ip) && !state.trusted.contains(ip) {
+            crate::metrics::admin_denied("allowlist");
+            if let Some(suppressed) = state.deny_log.admit() {
+                warn!(%peer, suppressed, "admin connection from outside the allowlist closed");
+            }
+            drop(sock);
+            continue;
+        }
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            warn!(%peer, "admin connection limit reached; closing");
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(
+            async move {
+                let svc = service_fn({
+                    let state = state.clone();
+                    move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(api::handle(&state, peer, req).await) }
+                    }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(timeout)
+                    .max_buf_size(64 * 1024)
+                    .serve_connection(TokioIo::new(sock), svc);
+                if let Err(e) = conn.await {
+                    debug!(error = %e, "admin connection ended with an error");
+                }
+                drop(permit);
+            }
+            .instrument(info_span!("admin", %peer)),
+        );
+    }
+}
+
+/// Samples the byte counters once a second for the current-bandwidth figures.
+async fn sample_bandwidth(state: Arc<AdminState>) {
+    let stats = &state.shared.stats;
+    let mut last = (
+        stats.bytes_in.load(Ordering::Relaxed),
+        stats.bytes_out.load(Ordering::Relaxed),
+        tokio::time::Instant::now(),
+    );
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = tokio::time::Instant::now();
+        let (i, o) = (
+            stats.bytes_in.load(Ordering::Relaxed),
+            stats.bytes_out.load(Ordering::Relaxed),
+        );
+        let secs = now.duration_since(last.2).as_secs_f64().max(0.001);
+        let rate = |a: u64, b: u64| (a.saturating_sub(b) as f64 / secs) as u64;
+        state
+            .bandwidth
+            .in_bps
+            .store(rate(i, last.0) * 8, Ordering::Relaxed);
+        state
+            .bandwidth
+            .out_bps
+            .store(rate(o, last.1) * 8, Ordering::Relaxed);
+        last = (i, o, now);
+        state.prometheus.run_upkeep();
+    }
+}
