@@ -1,6 +1,6 @@
 //! The admin dashboard in headless Debian chromium (playwright-core): while ffmpeg publishes,
 //! the page shows the live stream and bandwidth, a screenshot is kept in
-//! `target/test-artifacts/admin-dashboard.png`, and its reload and stop buttons work.
+//! `target/test-artifacts/admin-dashboard.png`, and its reload, kick and stop buttons work.
 
 mod common;
 mod gateway;
@@ -36,6 +36,9 @@ fn dashboard_in_chromium_shows_a_live_stream_and_its_buttons_work() {
     config.admin.token = Some("dash-token".into());
     let gw = Gateway::start_with(config);
     let mut publisher = ffmpeg_publish(&gw.url("live/dash"), &fixture_flv_long());
+    let dir = tempfile::tempdir().unwrap();
+    let mut player =
+        rtmpdump_play_with(&gw.url("live/dash"), &dir.path().join("p.flv"), 60, &["-V"]);
 
     let artifacts = manifest_dir().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
@@ -71,6 +74,11 @@ fn dashboard_in_chromium_shows_a_live_stream_and_its_buttons_work() {
         "{result}"
     );
 
+    // The kick button ended the rtmpdump player.
+    assert!(
+        player.wait_timeout(Duration::from_secs(10)).is_some(),
+        "rtmpdump kept playing after the dashboard's kick button"
+    );
     let png = std::fs::read(&shot).expect("screenshot kept");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
     // The stop button kicked the publisher.

@@ -1,7 +1,7 @@
 // Drives the wasmgate admin dashboard in headless Debian chromium through playwright-core.
 // Usage: node dashboard.mjs ADMIN_URL STREAM_PATH SCREENSHOT.png [TOKEN]
 // Checks that the page shows the live stream (with a bitrate) and a bandwidth figure, keeps a
-// screenshot, then uses the reload and stop buttons. Prints one JSON line; exit 0 = pass.
+// screenshot, then uses the reload, kick (on a player) and stop buttons. Prints one JSON line; exit 0 = pass.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -56,12 +56,14 @@ try {
     (p) => {
       const r = document.querySelector(`tr[data-stream="${p}"] td.bitrate`);
       const bw = document.getElementById("bw-in");
-      return r && !r.textContent.startsWith("0 ") && bw && /[1-9]/.test(bw.textContent);
+      const out = document.getElementById("bw-out");
+      return r && !r.textContent.startsWith("0 ") && /[1-9]/.test(bw.textContent) && /[1-9]/.test(out.textContent);
     },
     streamPath,
   );
   result.stream_row = (await row.innerText()).replace(/\s+/g, " ").trim();
   result.bandwidth_in = await page.locator("#bw-in").innerText();
+  result.bandwidth_out = await page.locator("#bw-out").innerText();
   result.clients = await page.locator("#clients tbody tr[data-client]").count();
   result.apps = await page.locator("#apps tbody tr[data-app]").count();
   // Let the graph gather a few samples before the picture is taken.
@@ -75,6 +77,15 @@ try {
   await page.waitForFunction(() => /built-in|Reloaded/.test(document.getElementById("status").textContent));
   result.reload_status = await page.locator("#status").innerText();
   result.steps.push("reload clicked");
+
+  // Kick button: the player (any client that is not the publisher) leaves the table.
+  const publisher = await row.getAttribute("data-publisher");
+  const player = page.locator(`#clients tr[data-client]:not([data-client="${publisher}"])`).first();
+  const playerId = await player.getAttribute("data-client");
+  await player.locator("button[data-kick]").click();
+  await page.locator(`#clients tr[data-client="${playerId}"]`).waitFor({ state: "detached" });
+  result.kicked = Number(playerId);
+  result.steps.push("player kicked");
 
   // Stop button: the publisher is kicked and the stream leaves the table.
   await page.click(`tr[data-stream="${streamPath}"] button[data-stop]`);
