@@ -442,3 +442,49 @@ fn live_stream_shows_in_the_api_and_a_kicked_player_ends() {
     let m = get(a, "/metrics").body;
     assert!(metric(&m, "wasmgate_kicks_total").unwrap() >= 2.0, "{m}");
 }
+
+#[test]
+fn tls_when_a_certificate_is_configured() {
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, ck.cert.pem()).unwrap();
+    std::fs::write(&key_path, ck.signing_key.serialize_pem()).unwrap();
+    let gw = with_admin(|c| {
+        c.admin.tls_cert = Some(cert_path.clone());
+        c.admin.tls_key = Some(key_path.clone());
+        c.admin.token = Some("tls-token".into());
+    });
+    let a = gw.admin_addr();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    let sock = std::net::TcpStream::connect(a).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(
+        b"GET /api/v1/server HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer tls-token\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    // rustls reports the peer's close without close_notify as an error after the data.
+    let _ = tls.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(text.contains("\"version\""), "{text}");
+
+    // Plain HTTP on the TLS listener gets no HTTP answer.
+    assert!(request(a, None, "GET", "/api/v1/server", &[]).is_err());
+}

@@ -17,6 +17,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -32,6 +33,8 @@ pub use apps::{AppError, AppHost, AppInfo, BuiltinApps};
 pub enum AdminError {
     #[error("admin: {0}")]
     Config(#[from] ConfigError),
+    #[error("admin TLS: {0}")]
+    Tls(String),
     #[error("cannot listen for admin on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -77,6 +80,10 @@ pub async fn start(shared: Arc<Shared>, apps: Arc<dyn AppHost>) -> Result<Admin,
         apps,
         shared: shared.clone(),
     });
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let addr = cfg.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -87,15 +94,49 @@ pub async fn start(shared: Arc<Shared>, apps: Arc<dyn AppHost>) -> Result<Admin,
     if state.token.is_none() && !local.ip().is_loopback() {
         warn!(addr = %local, "admin listener is not on loopback and has no token; the allowlist is its only protection");
     }
-    info!(addr = %local, allow = ?cfg.allow, auth = state.token.is_some(), "admin listening");
+    info!(addr = %local, allow = ?cfg.allow, auth = state.token.is_some(), tls = tls.is_some(), "admin listening");
     let tasks = vec![
-        tokio::spawn(accept_loop(listener, state.clone())),
+        tokio::spawn(accept_loop(listener, state.clone(), tls)),
         tokio::spawn(sample_bandwidth(state)),
     ];
     Ok(Admin { addr: local, tasks })
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<AdminState>) {
+/// Loads the PEM certificate chain and key into a rustls acceptor (ring provider, HTTP/1.1).
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, AdminError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| AdminError::Tls(format!("admin.tls_cert {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(AdminError::Tls(format!(
+            "admin.tls_cert {}: no certificate in the file",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| AdminError::Tls(format!("admin.tls_key {}: {e}", key.display())))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| AdminError::Tls(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| AdminError::Tls(format!("admin.tls_cert/tls_key: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let cfg = &state.shared.config.admin;
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
     let timeout = Duration::from_secs(cfg.request_timeout_secs);
@@ -124,27 +165,42 @@ async fn accept_loop(listener: TcpListener, state: Arc<AdminState>) {
             continue;
         };
         let state = state.clone();
+        let tls = tls.clone();
         tokio::spawn(
             async move {
-                let svc = service_fn({
-                    let state = state.clone();
-                    move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(api::handle(&state, peer, req).await) }
+                match tls {
+                    None => serve_http(sock, peer, state, timeout).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(timeout, acceptor.accept(sock)).await {
+                            Ok(Ok(stream)) => serve_http(stream, peer, state, timeout).await,
+                            Ok(Err(e)) => debug!(error = %e, "admin TLS handshake failed"),
+                            Err(_) => debug!("admin TLS handshake timed out"),
+                        }
                     }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(timeout)
-                    .max_buf_size(64 * 1024)
-                    .serve_connection(TokioIo::new(sock), svc);
-                if let Err(e) = conn.await {
-                    debug!(error = %e, "admin connection ended with an error");
                 }
                 drop(permit);
             }
             .instrument(info_span!("admin", %peer)),
         );
+    }
+}
+
+/// Serves HTTP/1.1 on one accepted (and allowed) connection, plain or TLS.
+async fn serve_http<I>(io: I, peer: SocketAddr, state: Arc<AdminState>, timeout: Duration)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(api::handle(&state, peer, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(io), svc);
+    if let Err(e) = conn.await {
+        debug!(error = %e, "admin connection ended with an error");
     }
 }
 
