@@ -95,6 +95,14 @@ fn main() -> ExitCode {
         eprintln!("wasmgate: config error: {e}");
         return ExitCode::from(2);
     }
+    // An unreadable token file is a configuration error too, found before anything starts.
+    if config.admin.enabled
+        && !cli.print_config
+        && let Err(e) = config.admin.resolve_token()
+    {
+        eprintln!("wasmgate: config error: {e}");
+        return ExitCode::from(2);
+    }
     if cli.print_config {
         // Never print the secret itself.
         if config.admin.token.is_some() {
