@@ -678,6 +678,43 @@ mod tests {
     }
 
     #[test]
+    fn stats_report_publisher_players_codecs_and_rates() {
+        let reg = Registry::new(MediaConfig::default());
+        let mut p = reg.publish(key("s"), 7).unwrap();
+        let _sub = reg.play(key("s"));
+        p.push(
+            MediaKind::Video,
+            9,
+            0,
+            Bytes::from_static(&[0x17, 0, 0, 0, 0, 1]),
+        );
+        p.push(
+            MediaKind::Audio,
+            8,
+            0,
+            Bytes::from_static(&[0xaf, 0, 0x12, 0x10]),
+        );
+        // Two windows' worth of 25 fps video of 1000-byte frames, pushed at a fake pace by
+        // backdating the window start.
+        for i in 0..25 {
+            p.push(MediaKind::Video, 9, i * 40, Bytes::from(vec![0x27; 1000]));
+        }
+        lock(&p.stream.state).rate.start = Some(Instant::now() - Duration::from_secs(1));
+        p.push(MediaKind::Video, 9, 1000, Bytes::from(vec![0x17; 1000]));
+        let s = &reg.stats()[0];
+        assert_eq!(s.publisher, Some(7));
+        assert_eq!(s.players, 1);
+        assert_eq!(s.video_codec, Some("h264"));
+        assert_eq!(s.audio_codec, Some("aac"));
+        assert!(s.fps > 20.0 && s.fps <= 26.5, "{s:?}");
+        assert!(s.bitrate_bps > 150_000, "{s:?}");
+        assert_eq!(reg.messages_in(), 28);
+        assert_eq!(reg.publisher_of(&key("s")), Some(7));
+        drop(p);
+        assert_eq!(reg.publisher_of(&key("s")), None);
+    }
+
+    #[test]
     fn metadata_detection() {
         let mut v = vec![0x02, 0x00, 10];
         v.extend_from_slice(b"onMetaData");
