@@ -251,6 +251,7 @@ fn errors_are_json_and_openapi_lists_every_route() {
     let paths = doc["paths"].as_object().unwrap();
     for (method, route) in [
         ("get", "/api/v1/server"),
+        ("get", "/api/v1/bandwidth"),
         ("get", "/api/v1/apps"),
         ("get", "/api/v1/apps/{app}"),
         ("post", "/api/v1/apps/{app}/reload"),
@@ -371,6 +372,15 @@ fn live_stream_shows_in_the_api_and_a_kicked_player_ends() {
                 > 0
         ),
         "bandwidth stays 0"
+    );
+    let history = get(a, "/api/v1/bandwidth").json();
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["in_bps"].as_u64().unwrap_or(0) > 0 && s["t"].as_u64().unwrap_or(0) > 0),
+        "{history}"
     );
 
     // Apps: the built-in live app, seen from connected clients.

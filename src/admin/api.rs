@@ -94,6 +94,14 @@ async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) ->
         (Method::GET, ["openapi.json"]) => json_text(OPENAPI),
         (Method::GET, ["server"]) => ok(server(state)),
         (Method::GET, ["config"]) => ok(config(state)),
+        (Method::GET, ["bandwidth"]) => {
+            let h = state
+                .bandwidth
+                .history
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            ok(json!(h.iter().collect::<Vec<_>>()))
+        }
         (Method::GET, ["apps"]) => ok(json!(state.apps.list())),
         (Method::GET, ["apps", app]) => match state.apps.get(app) {
             Some(a) => ok(json!(a)),

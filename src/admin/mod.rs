@@ -8,10 +8,11 @@ pub mod allow;
 mod api;
 pub mod apps;
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -54,11 +55,24 @@ pub(crate) struct AdminState {
     bandwidth: Bandwidth,
 }
 
-/// Bytes per second in and out over the last sample interval, written by the sampler task.
+/// Bits per second in and out over the last sample interval, written by the sampler task, and
+/// the last [`BANDWIDTH_HISTORY`] samples so a freshly opened dashboard can draw its graph.
 #[derive(Default)]
 struct Bandwidth {
     in_bps: AtomicU64,
     out_bps: AtomicU64,
+    history: Mutex<VecDeque<BandwidthSample>>,
+}
+
+/// Samples kept (one a second).
+const BANDWIDTH_HISTORY: usize = 120;
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+struct BandwidthSample {
+    /// Unix time in seconds.
+    t: u64,
+    in_bps: u64,
+    out_bps: u64,
 }
 
 /// A running admin listener.
@@ -222,15 +236,25 @@ async fn sample_bandwidth(state: Arc<AdminState>) {
             stats.bytes_out.load(Ordering::Relaxed),
         );
         let secs = now.duration_since(last.2).as_secs_f64().max(0.001);
-        let rate = |a: u64, b: u64| (a.saturating_sub(b) as f64 / secs) as u64;
-        state
-            .bandwidth
-            .in_bps
-            .store(rate(i, last.0) * 8, Ordering::Relaxed);
-        state
-            .bandwidth
-            .out_bps
-            .store(rate(o, last.1) * 8, Ordering::Relaxed);
+        let rate = |a: u64, b: u64| (a.saturating_sub(b) as f64 * 8.0 / secs) as u64;
+        let sample = BandwidthSample {
+            t: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            in_bps: rate(i, last.0),
+            out_bps: rate(o, last.1),
+        };
+        let bw = &state.bandwidth;
+        bw.in_bps.store(sample.in_bps, Ordering::Relaxed);
+        bw.out_bps.store(sample.out_bps, Ordering::Relaxed);
+        {
+            let mut h = bw.history.lock().unwrap_or_else(|p| p.into_inner());
+            if h.len() == BANDWIDTH_HISTORY {
+                h.pop_front();
+            }
+            h.push_back(sample);
+        }
         last = (i, o, now);
         state.prometheus.run_upkeep();
     }
