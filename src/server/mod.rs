@@ -81,6 +81,18 @@ pub enum StartError {
 impl Server {
     /// Binds every listener (port 0 picks a free port; see `rtmp_addrs`) and starts accepting.
     pub async fn start(config: Config) -> Result<Server, StartError> {
+        Server::start_with_apps(config, |shared| {
+            Arc::new(crate::admin::BuiltinApps::new(shared.clone()))
+        })
+        .await
+    }
+
+    /// Like [`Server::start`], with the application host the admin API's `/apps` endpoints use
+    /// (the Wasm host passes itself here).
+    pub async fn start_with_apps(
+        config: Config,
+        apps: impl FnOnce(&Arc<Shared>) -> Arc<dyn crate::admin::AppHost>,
+    ) -> Result<Server, StartError> {
         let shared = Shared::new(config);
         crate::metrics::install();
         let limit = Arc::new(Semaphore::new(shared.config.rtmp.max_connections));
@@ -103,9 +115,7 @@ impl Server {
         }
         let mut admin_addr = None;
         if shared.config.admin.enabled {
-            // The Wasm app host replaces BuiltinApps here when it lands.
-            let apps = Arc::new(crate::admin::BuiltinApps::new(shared.clone()));
-            let admin = crate::admin::start(shared.clone(), apps).await?;
+            let admin = crate::admin::start(shared.clone(), apps(&shared)).await?;
             admin_addr = Some(admin.addr);
             tasks.extend(admin.tasks);
         }
