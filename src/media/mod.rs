@@ -12,6 +12,6 @@ pub mod registry;
 
 pub use player::{Admit, Player};
 pub use registry::{
-    Frame, MediaConfig, MediaItem, PublishError, Publisher, Registry, StreamKey, Subscription,
-    TakeoverPolicy,
+    Frame, MediaConfig, MediaItem, PublishError, Publisher, Registry, StreamKey, StreamStats,
+    Subscription, TakeoverPolicy,
 };

@@ -2,12 +2,14 @@
 //! metadata, sequence headers and current GOP, and the broadcast ring players read from.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::broadcast;
 
-use super::codec::{FrameInfo, inspect_audio, inspect_video};
+use super::codec::{FrameInfo, audio_codec_name, inspect_audio, inspect_video, video_codec_name};
 use crate::rtmp::chunk::{MessageHeader, encode_standalone};
 use crate::rtmp::session::{MediaKind, csid};
 
@@ -150,12 +152,81 @@ struct StreamState {
     last_ts: u32,
     last_video_ts: u32,
     last_audio_ts: u32,
+    /// Codec names seen in the current publisher's stream (`h264`, `aac`, `av01`, ...).
+    video_codec: Option<&'static str>,
+    audio_codec: Option<&'static str>,
+    /// Payload bytes and video frames of the current publisher, for the admin API.
+    bytes: u64,
+    video_frames: u64,
+    rate: RateWindow,
+}
+
+/// Bitrate and frame rate over roughly the last second, updated as frames arrive (under the
+/// stream lock the publisher already holds, so it costs no extra synchronisation).
+#[derive(Default)]
+struct RateWindow {
+    start: Option<Instant>,
+    bytes: u64,
+    frames: u64,
+    /// Last completed window: bits per second, video frames per second, when it ended.
+    bitrate_bps: u64,
+    fps: f64,
+    updated: Option<Instant>,
+}
+
+impl RateWindow {
+    const SPAN: Duration = Duration::from_secs(1);
+
+    fn add(&mut self, now: Instant, bytes: usize, video_frame: bool) {
+        let start = *self.start.get_or_insert(now);
+        self.bytes += bytes as u64;
+        self.frames += u64::from(video_frame);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= Self::SPAN {
+            let secs = elapsed.as_secs_f64();
+            self.bitrate_bps = (self.bytes as f64 * 8.0 / secs) as u64;
+            self.fps = self.frames as f64 / secs;
+            self.updated = Some(now);
+            self.start = Some(now);
+            self.bytes = 0;
+            self.frames = 0;
+        }
+    }
+
+    /// (bitrate, fps), zero once the stream has been silent for a few seconds.
+    fn current(&self, now: Instant) -> (u64, f64) {
+        match self.updated {
+            Some(t) if now.saturating_duration_since(t) < 3 * Self::SPAN => {
+                (self.bitrate_bps, (self.fps * 100.0).round() / 100.0)
+            }
+            _ => (0, 0.0),
+        }
+    }
+}
+
+/// What the admin API reports about one stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamStats {
+    pub key: StreamKey,
+    /// Connection id of the publisher, if one is live.
+    pub publisher: Option<u64>,
+    pub players: usize,
+    pub video_codec: Option<&'static str>,
+    pub audio_codec: Option<&'static str>,
+    /// Payload bits per second over the last second.
+    pub bitrate_bps: u64,
+    /// Video frames per second over the last second.
+    pub fps: f64,
+    /// Payload bytes since the current publisher started.
+    pub bytes: u64,
 }
 
 /// All live streams of the gateway.
 pub struct Registry {
     cfg: MediaConfig,
     streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
+    /// Messages ingested from all publishers since start.
+    messages_in: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -168,6 +239,7 @@ impl Registry {
         Arc::new(Registry {
             cfg,
             streams: Mutex::new(HashMap::new()),
+            messages_in: AtomicU64::new(0),
         })
     }
 
@@ -208,6 +280,42 @@ impl Registry {
         v
     }
 
+    /// Messages ingested from all publishers since start.
+    pub fn messages_in(&self) -> u64 {
+        self.messages_in.load(Ordering::Relaxed)
+    }
+
+    /// Per-stream statistics, sorted by key.
+    pub fn stats(&self) -> Vec<StreamStats> {
+        let now = Instant::now();
+        let streams: Vec<Arc<Stream>> = lock(&self.streams).values().cloned().collect();
+        let mut v: Vec<_> = streams
+            .iter()
+            .map(|s| {
+                let st = lock(&s.state);
+                let (bitrate_bps, fps) = st.rate.current(now);
+                StreamStats {
+                    key: s.key.clone(),
+                    publisher: st.publisher,
+                    players: st.players,
+                    video_codec: st.video_codec,
+                    audio_codec: st.audio_codec,
+                    bitrate_bps,
+                    fps,
+                    bytes: st.bytes,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v
+    }
+
+    /// Connection id publishing `key`, if any.
+    pub fn publisher_of(&self, key: &StreamKey) -> Option<u64> {
+        let stream = lock(&self.streams).get(key).cloned()?;
+        lock(&stream.state).publisher
+    }
+
     /// Claims the publisher slot of `key`. With a takeover the displaced publisher's
     /// connection id comes back too, so the caller can close that connection; players stay
     /// attached and continue on the new publisher's keyframe.
@@ -240,6 +348,11 @@ impl Registry {
             // A new publisher counts as active from the moment it publishes.
             st.last_ingest = Some(std::time::Instant::now());
             st.has_video = false;
+            st.video_codec = None;
+            st.audio_codec = None;
+            st.bytes = 0;
+            st.video_frames = 0;
+            st.rate = RateWindow::default();
             let _ = stream.tx.send(MediaItem::Published);
             (st.publisher_epoch, displaced)
         };
@@ -361,7 +474,8 @@ impl Publisher {
         if st.publisher_epoch != self.epoch {
             return false;
         }
-        st.last_ingest = Some(std::time::Instant::now());
+        let now = Instant::now();
+        st.last_ingest = Some(now);
         let offset = *self
             .offset
             .get_or_insert_with(|| st.last_ts.wrapping_sub(timestamp));
@@ -389,6 +503,20 @@ impl Publisher {
         }
         if ts_before(st.last_ts, ts) {
             st.last_ts = ts;
+        }
+        self.registry.messages_in.fetch_add(1, Ordering::Relaxed);
+        let is_video_frame = kind == MediaKind::Video && !info.sequence_header;
+        st.bytes += payload.len() as u64;
+        st.video_frames += u64::from(is_video_frame);
+        st.rate.add(now, payload.len(), is_video_frame);
+        match kind {
+            MediaKind::Video if info.sequence_header || st.video_codec.is_none() => {
+                st.video_codec = video_codec_name(&payload).or(st.video_codec);
+            }
+            MediaKind::Audio if info.sequence_header || st.audio_codec.is_none() => {
+                st.audio_codec = audio_codec_name(&payload).or(st.audio_codec);
+            }
+            _ => {}
         }
 
         let mut encoded = BytesMut::with_capacity(payload.len() + 16 + payload.len() / 128);
@@ -656,6 +784,43 @@ mod tests {
         assert!(reg.play(key("g")).preamble.is_empty());
         p.push(MediaKind::Video, 9, 400, video(true));
         assert_eq!(reg.play(key("g")).preamble.len(), 1);
+    }
+
+    #[test]
+    fn stats_report_publisher_players_codecs_and_rates() {
+        let reg = Registry::new(MediaConfig::default());
+        let mut p = reg.publish(key("s"), 7).unwrap().0;
+        let _sub = reg.play(key("s"));
+        p.push(
+            MediaKind::Video,
+            9,
+            0,
+            Bytes::from_static(&[0x17, 0, 0, 0, 0, 1]),
+        );
+        p.push(
+            MediaKind::Audio,
+            8,
+            0,
+            Bytes::from_static(&[0xaf, 0, 0x12, 0x10]),
+        );
+        // Two windows' worth of 25 fps video of 1000-byte frames, pushed at a fake pace by
+        // backdating the window start.
+        for i in 0..25 {
+            p.push(MediaKind::Video, 9, i * 40, Bytes::from(vec![0x27; 1000]));
+        }
+        lock(&p.stream.state).rate.start = Some(Instant::now() - Duration::from_secs(1));
+        p.push(MediaKind::Video, 9, 1000, Bytes::from(vec![0x17; 1000]));
+        let s = &reg.stats()[0];
+        assert_eq!(s.publisher, Some(7));
+        assert_eq!(s.players, 1);
+        assert_eq!(s.video_codec, Some("h264"));
+        assert_eq!(s.audio_codec, Some("aac"));
+        assert!(s.fps > 20.0 && s.fps <= 26.5, "{s:?}");
+        assert!(s.bitrate_bps > 150_000, "{s:?}");
+        assert_eq!(reg.messages_in(), 28);
+        assert_eq!(reg.publisher_of(&key("s")), Some(7));
+        drop(p);
+        assert_eq!(reg.publisher_of(&key("s")), None);
     }
 
     #[test]

@@ -45,6 +45,22 @@ enum ConnError {
     Shutdown,
 }
 
+impl ConnError {
+    /// Counts why a connection ended in the matching Prometheus series.
+    fn record_metric(&self, transport: &'static str) {
+        use crate::metrics;
+        match self {
+            ConnError::Session(SessionError::Handshake(_)) | ConnError::HandshakeTimeout(_) => {
+                metrics::handshake_error(transport)
+            }
+            ConnError::Session(_) => metrics::protocol_error(),
+            ConnError::TooSlow => metrics::player_dropped(),
+            ConnError::Kicked(_) => metrics::kicked(),
+            ConnError::Io(_) | ConnError::WriteTimeout(_) | ConnError::Shutdown => {}
+        }
+    }
+}
+
 /// Serves one connection until either side closes it; logs why it ended.
 pub async fn serve<S>(io: S, peer: SocketAddr, transport: &'static str, shared: Arc<Shared>)
 where
@@ -58,6 +74,7 @@ where
             .stats
             .connections_total
             .fetch_add(1, Ordering::Relaxed);
+        crate::metrics::connection_opened(transport);
         debug!("accepted");
         let client = shared.clients.register(id, peer, transport);
         let mut conn = Conn::new(id, shared.clone(), client.entry.clone());
@@ -66,8 +83,12 @@ where
         let (bytes_in, bytes_out) = (conn.session.bytes_in(), conn.bytes_out);
         match result {
             Ok(()) => info!(bytes_in, bytes_out, "closed"),
-            Err(e) => info!(bytes_in, bytes_out, reason = %e, "dropped"),
+            Err(e) => {
+                e.record_metric(transport);
+                info!(bytes_in, bytes_out, reason = %e, "dropped")
+            }
         }
+        crate::metrics::connection_closed(transport);
         shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
     }
     .instrument(span)
@@ -454,6 +475,7 @@ impl Conn {
                     missed = n,
                     "player fell behind; skipping to the next keyframe"
                 );
+                crate::metrics::player_skip();
                 if !p.player.lagged(Instant::now()) {
                     return Err(ConnError::TooSlow);
                 }

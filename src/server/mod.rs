@@ -74,6 +74,8 @@ impl Shared {
 pub struct Server {
     pub shared: Arc<Shared>,
     pub rtmp_addrs: Vec<SocketAddr>,
+    /// The admin listener's bound address, when `admin.enabled`.
+    pub admin_addr: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -84,12 +86,27 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Admin(#[from] crate::admin::AdminError),
 }
 
 impl Server {
     /// Binds every listener (port 0 picks a free port; see `rtmp_addrs`) and starts accepting.
     pub async fn start(config: Config) -> Result<Server, StartError> {
+        Server::start_with_apps(config, |shared| {
+            Arc::new(crate::admin::BuiltinApps::new(shared.clone()))
+        })
+        .await
+    }
+
+    /// Like [`Server::start`], with the application host the admin API's `/apps` endpoints use
+    /// (the Wasm host passes itself here).
+    pub async fn start_with_apps(
+        config: Config,
+        apps: impl FnOnce(&Arc<Shared>) -> Arc<dyn crate::admin::AppHost>,
+    ) -> Result<Server, StartError> {
         let shared = Shared::new(config);
+        crate::metrics::install();
         let limit = Arc::new(Semaphore::new(shared.config.rtmp.max_connections));
         let mut rtmp_addrs = Vec::new();
         let mut tasks = Vec::new();
@@ -108,9 +125,16 @@ impl Server {
                 limit.clone(),
             )));
         }
+        let mut admin_addr = None;
+        if shared.config.admin.enabled {
+            let admin = crate::admin::start(shared.clone(), apps(&shared)).await?;
+            admin_addr = Some(admin.addr);
+            tasks.extend(admin.tasks);
+        }
         Ok(Server {
             shared,
             rtmp_addrs,
+            admin_addr,
             tasks,
         })
     }

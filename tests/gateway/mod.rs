@@ -29,6 +29,10 @@ impl Gateway {
             .with_test_writer()
             .try_init();
         config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        // Tests run in parallel (and next to other checkouts): never take the fixed 1111.
+        if config.admin.listen.port() == 1111 {
+            config.admin.listen.set_port(0);
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -45,6 +49,11 @@ impl Gateway {
     /// `rtmp://127.0.0.1:PORT/PATH`
     pub fn url(&self, path: &str) -> String {
         format!("rtmp://{}/{}", self.addr, path)
+    }
+
+    /// The admin listener's address (tests bind it on port 0).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.server.admin_addr.expect("admin listener enabled")
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
