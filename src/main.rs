@@ -21,6 +21,9 @@ struct Cli {
     /// RTMP listen address; repeat for several. Replaces the config's `rtmp.listen`.
     #[arg(long = "rtmp", value_name = "ADDR")]
     rtmp: Vec<SocketAddr>,
+    /// Apps folder: `DIR/<app>/app.wasm` + `app.toml`. Replaces the config's `apps.dir`.
+    #[arg(long = "apps", value_name = "DIR")]
+    apps: Option<PathBuf>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -49,6 +52,9 @@ fn main() -> ExitCode {
     };
     if !cli.rtmp.is_empty() {
         config.rtmp.listen = cli.rtmp.clone();
+    }
+    if let Some(dir) = &cli.apps {
+        config.apps.dir = Some(dir.clone());
     }
     if cli.print_config {
         match toml::to_string_pretty(&config) {

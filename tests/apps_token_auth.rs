@@ -50,8 +50,9 @@ fn right_token_streams_wrong_token_is_rejected_ffmpeg_rtmpdump() {
         "ffmpeg stderr lacks the reason:\n{err}"
     );
 
-    // Missing token: rtmpdump is refused and shows the reason.
-    let mut bad_rd = rtmpdump_play_with(&url, &out.path().join("bad.flv"), 2, &[]);
+    // Missing token: rtmpdump is refused; librtmp prints only "rtmp server sent error" unless
+    // verbose (-V), where it dumps the `_error` info object with our description.
+    let mut bad_rd = rtmpdump_play_with(&url, &out.path().join("bad.flv"), 2, &["-V"]);
     let st = bad_rd.finish(Duration::from_secs(20));
     assert!(!st.success());
     let err = bad_rd.stderr();
