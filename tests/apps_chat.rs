@@ -50,6 +50,20 @@ fn chat_methods_and_broadcasts() {
     assert!(a.wait_for(t, is_msg("bob", "hello")).is_some());
     assert!(b.wait_for(t, is_msg("bob", "hello")).is_some());
 
+    // A server-to-client call with a result: alice asks bob, bob's `_result` goes back to alice.
+    let r = a.call_wait(
+        "ask",
+        &[Amf0Value::string("bob"), Amf0Value::string("answer?")],
+    );
+    assert_eq!(r.name, "_result", "{r:?}");
+    let q = b
+        .wait_for(t, |m| m.name == "ask")
+        .expect("bob gets the question");
+    assert_ne!(q.transaction_id, 0.0, "the server wants an answer");
+    assert_eq!(q.arg(0).and_then(|v| v.as_str()), Some("answer?"));
+    b.answer(q.transaction_id, Amf0Value::string("42"));
+    assert!(a.wait_for(t, is_msg("bob", "42")).is_some());
+
     // Errors come back as `_error` with the guest's text.
     let r = b.call_wait("join", &[Amf0Value::string("alice")]);
     assert_eq!(r.name, "_error");

@@ -82,7 +82,30 @@ fn token_in_stream_query_and_connect_is_async() {
         "[settings]\ntokens = [\"t1\"]\nconnect_token = \"optional\"\n",
     );
     install_app(apps_dir.path(), "strict", "token-auth", TOML);
+    install_app(
+        apps_dir.path(),
+        "slow",
+        "token-auth",
+        "[settings]\ntokens = [\"t1\"]\ndecide_after_ms = 400\n",
+    );
     let gw = gateway_with_apps(apps_dir.path(), |_| {});
+
+    // Pending connects: the app answers `pending` and decides 400 ms later from a timer
+    // (async auth). Both clients wait at the same time; neither blocks the other.
+    let started = Instant::now();
+    let addr = gw.addr;
+    let other =
+        std::thread::spawn(move || RtmpClient::connect(addr, "slow", &[Amf0Value::string("t1")]).1);
+    let (_, reply) = RtmpClient::connect(gw.addr, "slow", &[Amf0Value::string("bad")]);
+    assert_eq!(reply.name, "_error");
+    assert_eq!(description(&reply), "Invalid token.");
+    let reply = other.join().unwrap();
+    assert_eq!(reply.name, "_result");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(2000),
+        "{took:?}"
+    );
 
     // Our own client: connect with the token as the first extra argument.
     let (mut c, reply) = RtmpClient::connect(gw.addr, "strict", &[Amf0Value::string("s3cret")]);

@@ -1,5 +1,7 @@
 //! `chat`: a chat room per instance. Client-callable `join(name)`, `say(text)` and `leave()`;
-//! every message is pushed to each member with `onMessage(from, text)`.
+//! every message is pushed to each member with `onMessage(from, text)`. `ask(name, question)`
+//! calls `ask(question)` on that member with a responder; the answer comes back to the asker as
+//! `onMessage(name, answer)` (a server-to-client call with a result).
 
 use std::collections::BTreeMap;
 
@@ -9,6 +11,8 @@ use wasmgate_guest::*;
 struct Chat {
     /// Members by client, with their nickname.
     members: BTreeMap<ClientId, String>,
+    /// Questions in flight: call id -> who asked.
+    asked: BTreeMap<u64, ClientId>,
 }
 
 impl Chat {
@@ -56,8 +60,36 @@ impl App for Chat {
                 Ok(json!(true))
             }
             "members" => Ok(json!(self.members.values().collect::<Vec<_>>())),
+            "ask" => {
+                let who = args.first().and_then(Value::as_str).unwrap_or("");
+                let question = args.get(1).cloned().unwrap_or(Value::Null);
+                let (&target, _) = self
+                    .members
+                    .iter()
+                    .find(|(_, n)| n.as_str() == who)
+                    .ok_or_else(|| format!("No member named {who}."))?;
+                if self.asked.len() >= 1000 {
+                    return Err("Too many questions in flight.".into());
+                }
+                let id = call_with_result(target, "ask", &[question])?;
+                self.asked.insert(id, client);
+                Ok(json!(id))
+            }
             _ => Err(format!("Method not found ({method}).")),
         }
+    }
+
+    fn on_call_result(&mut self, client: ClientId, call_id: u64, ok: bool, value: Value) {
+        let Some(asker) = self.asked.remove(&call_id) else {
+            return;
+        };
+        let from = self.members.get(&client).cloned().unwrap_or_default();
+        let text = match (ok, value) {
+            (true, Value::String(s)) => s,
+            (true, v) => v.to_string(),
+            (false, _) => "(no answer)".to_owned(),
+        };
+        let _ = call(asker, "onMessage", &[json!(from), json!(text)]);
     }
 
     fn on_disconnect(&mut self, client: ClientId) {

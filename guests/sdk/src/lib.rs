@@ -76,10 +76,7 @@ macro_rules! export_app {
                 fn stop() {
                     with(|a| a.stop())
                 }
-                fn on_connect(
-                    client: $crate::ClientInfo,
-                    args: String,
-                ) -> $crate::ConnectDecision {
+                fn on_connect(client: $crate::ClientInfo, args: String) -> $crate::ConnectDecision {
                     let args = $crate::parse_list(&args);
                     with(|a| a.on_connect(&client, &args))
                 }
@@ -167,12 +164,23 @@ pub fn redirect(client: ClientId, url: &str, description: &str) {
 
 /// `Client.call(method, null, args...)`: no answer is expected.
 pub fn call(client: ClientId, method: &str, args: &[Value]) -> Result<(), String> {
-    h::call_client(client, method, &Value::from(args.to_vec()).to_string(), false).map(|_| ())
+    h::call_client(
+        client,
+        method,
+        &Value::from(args.to_vec()).to_string(),
+        false,
+    )
+    .map(|_| ())
 }
 /// `Client.call(method, responder, args...)`: the answer arrives in [`App::on_call_result`]
 /// with the returned id.
 pub fn call_with_result(client: ClientId, method: &str, args: &[Value]) -> Result<u64, String> {
-    h::call_client(client, method, &Value::from(args.to_vec()).to_string(), true)
+    h::call_client(
+        client,
+        method,
+        &Value::from(args.to_vec()).to_string(),
+        true,
+    )
 }
 /// `application.broadcastMsg(method, args...)` to every client of the instance.
 pub fn broadcast(method: &str, args: &[Value]) {
