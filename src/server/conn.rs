@@ -38,6 +38,10 @@ const MEDIA_BATCH: usize = 256;
 /// Messages an app instance may queue for one connection (calls, broadcasts, decisions).
 const APP_QUEUE: usize = 256;
 
+/// Client calls awaiting the app's answer, per connection; more are answered `_error` at once.
+/// Below `APP_QUEUE`, so answers always fit the connection's queue beside broadcasts.
+const MAX_CALLS_IN_FLIGHT: usize = 128;
+
 /// Server-to-client calls awaiting the client's answer, per connection.
 const MAX_SERVER_CALLS: usize = 1024;
 
@@ -124,6 +128,8 @@ struct Conn {
     /// Our transaction id -> the app's call id, for `_result`/`_error` from the client.
     server_calls: HashMap<u64, u64>,
     next_txn: u64,
+    /// Client calls sent to the app and not answered yet.
+    calls_in_flight: usize,
 }
 
 impl Conn {
@@ -154,6 +160,7 @@ impl Conn {
             play_pending: HashMap::new(),
             server_calls: HashMap::new(),
             next_txn: 0,
+            calls_in_flight: 0,
         }
     }
 
@@ -402,6 +409,14 @@ impl Conn {
                 }
                 Event::Call(cmd) if self.link.is_some() => {
                     let txn = cmd.transaction_id;
+                    if txn != 0.0 && self.calls_in_flight >= MAX_CALLS_IN_FLIGHT {
+                        self.session.send_error(
+                            txn,
+                            "NetConnection.Call.Failed",
+                            "Too many calls in flight.",
+                        );
+                        continue;
+                    }
                     let msg = ToActor::Call {
                         client: self.id,
                         txn,
@@ -409,9 +424,13 @@ impl Conn {
                         args: cmd.args,
                     };
                     let sent = self.link.as_ref().map(|l| l.send(msg).is_ok());
-                    if sent != Some(true) && txn != 0.0 {
-                        self.session
-                            .send_error(txn, "NetConnection.Call.Failed", APP_ERROR);
+                    if txn != 0.0 {
+                        if sent == Some(true) {
+                            self.calls_in_flight += 1;
+                        } else {
+                            self.session
+                                .send_error(txn, "NetConnection.Call.Failed", APP_ERROR);
+                        }
                     }
                 }
                 Event::Call(cmd) => {
@@ -527,12 +546,15 @@ impl Conn {
                     }
                 }
             }
-            ToConn::CallResult { txn, result } => match result {
-                Ok(v) => self.session.send_result(txn, &[v]),
-                Err(msg) => self
-                    .session
-                    .send_error(txn, "NetConnection.Call.Failed", &msg),
-            },
+            ToConn::CallResult { txn, result } => {
+                self.calls_in_flight = self.calls_in_flight.saturating_sub(1);
+                match result {
+                    Ok(v) => self.session.send_result(txn, &[v]),
+                    Err(msg) => self
+                        .session
+                        .send_error(txn, "NetConnection.Call.Failed", &msg),
+                }
+            }
             ToConn::Call {
                 method,
                 args,
