@@ -90,3 +90,21 @@ fn chat_methods_and_broadcasts() {
     let chat = list.iter().find(|i| i.name == "chat").unwrap();
     assert_eq!(chat.instances, vec!["room1".to_owned(), "room2".to_owned()]);
 }
+
+#[test]
+fn apps_without_a_module_are_live_or_denied() {
+    let apps_dir = tempfile::tempdir().unwrap();
+    install_app(apps_dir.path(), "chat", "chat", "");
+    let gw = gateway_with_apps(apps_dir.path(), |_| {});
+    let (_, r) = RtmpClient::connect(gw.addr, "nosuch", &[]);
+    assert_eq!(r.name, "_result", "default: the built-in live app");
+
+    let gw = gateway_with_apps(apps_dir.path(), |c| {
+        c.apps.unknown_apps = wasmgate::config::UnknownApps::Deny;
+    });
+    let (_, r) = RtmpClient::connect(gw.addr, "nosuch", &[]);
+    assert_eq!(r.name, "_error");
+    assert_eq!(description(&r), "No such application.");
+    let (_, r) = RtmpClient::connect(gw.addr, "chat", &[]);
+    assert_eq!(r.name, "_result");
+}

@@ -129,6 +129,7 @@ macro_rules! guest_call {
                     None => Err(Fault::Backoff),
                     Some(live) => {
                         live.store.set_epoch_deadline(deadline);
+                        live.store.data_mut().limiter.hit = false;
                         let $g = live.app.wasmgate_app_guest();
                         let $s = &mut live.store;
                         let r = $call.await;
