@@ -25,7 +25,8 @@ keys = ["cam1"]
 deadline_ms = 1000
 memory_mib = 128
 TOML
-cargo build --release -q
+# The same build `cargo test --release` makes (features unified with the dev-dependencies).
+cargo test --release --no-run -q
 scripts/install-test-deps.sh >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 RUST_LOG=info target/release/wasmgate --rtmp "127.0.0.1:$port" --apps "$work/apps" \

@@ -399,6 +399,17 @@ impl AppManager {
             .ok_or_else(|| "app vanished while loading".to_owned())
     }
 
+    /// [`AppManager::reload`] for synchronous callers (the admin API's `AppHost::reload`) on a
+    /// multi-threaded tokio runtime: blocks this worker while the module compiles.
+    pub fn reload_blocking(&self, app: &str) -> Result<AppInfo, String> {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| "reload needs the gateway's runtime".to_owned())?;
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return Err("reload_blocking needs a multi-threaded runtime; use reload".into());
+        }
+        tokio::task::block_in_place(|| handle.block_on(self.reload(app)))
+    }
+
     async fn load_checked(
         &self,
         runtime: &Arc<Runtime>,
