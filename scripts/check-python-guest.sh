@@ -32,7 +32,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 RUST_LOG=info target/release/wasmgate --rtmp "127.0.0.1:$port" --apps "$work/apps" \
     >"$work/gw.log" 2>&1 &
 gw=$!
-for _ in $(seq 1 150); do grep -q "RTMP listening" "$work/gw.log" && break; sleep 1; done
+for _ in $(seq 1 150); do grep -qs "RTMP listening" "$work/gw.log" && break; sleep 1; done
 grep -q "RTMP listening" "$work/gw.log" || { cat "$work/gw.log"; exit 1; }
 fixture=target/test-fixtures/av-60s.flv
 [[ -f $fixture ]] || fixture=$(ls target/test-fixtures/*.flv | head -1)
