@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the external tools the end-to-end tests drive: ffmpeg (+ ffprobe) and rtmpdump.
+# Installs the external tools the end-to-end tests drive: ffmpeg (+ ffprobe) and rtmpdump, and
+# the Rust `wasm32-wasip2` target the sample Wasm guests in guests/ are built for.
 # Idempotent: exits immediately when every tool is already on PATH; runs
 # `apt-get update` only when something actually has to be installed.
 set -euo pipefail
@@ -10,6 +11,16 @@ declare -A PKG_FOR=(
     [ffprobe]=ffmpeg
     [rtmpdump]=rtmpdump
 )
+
+# The guests are built by the tests themselves (tests/apps/mod.rs); they need this target.
+if command -v rustup >/dev/null 2>&1; then
+    if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+        echo "install-test-deps: adding the wasm32-wasip2 Rust target"
+        rustup target add wasm32-wasip2
+    fi
+else
+    echo "install-test-deps: rustup not found; make sure the wasm32-wasip2 target is installed" >&2
+fi
 
 missing=()
 for tool in ffmpeg ffprobe rtmpdump; do

@@ -22,6 +22,7 @@ pub struct Config {
     pub rtmp: RtmpConfig,
     pub media: MediaSection,
     pub admin: AdminConfig,
+    pub apps: AppsConfig,
 }
 
 impl Default for Config {
@@ -31,6 +32,7 @@ impl Default for Config {
             rtmp: RtmpConfig::default(),
             media: MediaSection::default(),
             admin: AdminConfig::default(),
+            apps: AppsConfig::default(),
         }
     }
 }
@@ -236,6 +238,82 @@ fn parse_nets(key: &str, entries: &[String]) -> Result<Vec<ipnet::IpNet>, Config
         .collect()
 }
 
+/// What happens to an event when its application fails (trap, deadline, memory cap).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailurePolicy {
+    /// Deny: a connect is rejected with "application error", a publish/play denied.
+    #[default]
+    Closed,
+    /// Allow as if the app had accepted.
+    Open,
+}
+
+/// How apps without a module (no `DIR/<app>/app.wasm`) are served.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownApps {
+    /// The default live application: anyone may connect, publish and play.
+    #[default]
+    Live,
+    /// Connects are rejected ("No such application.").
+    Deny,
+}
+
+/// `[apps]`: WebAssembly applications (see README "Applications").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppsConfig {
+    /// The apps folder: `DIR/<app>/app.wasm` + `DIR/<app>/app.toml`. `--apps` sets it. None:
+    /// every app is the default live app and no Wasm engine is started.
+    pub dir: Option<PathBuf>,
+    /// Apps without a module: `live` (default behaviour) or `deny`.
+    pub unknown_apps: UnknownApps,
+    /// Milliseconds one guest call may run (an app's `[limits] deadline_ms` overrides it).
+    pub deadline_ms: u64,
+    /// Linear memory one instance may use, in MiB (`[limits] memory_mib` overrides it).
+    pub memory_mib: u64,
+    /// `closed` (default) or `open` (`[limits] failure_policy` overrides it).
+    pub failure_policy: FailurePolicy,
+    /// The most any app may set `memory_mib` to; sizes the pooling allocator's slots.
+    pub max_memory_mib: u64,
+    /// Instances (of all apps) alive at once; also sizes the pooling allocator.
+    pub max_instances: u32,
+    /// Events queued per instance; more are refused (as a failure of that event).
+    pub queue: usize,
+    /// Where compiled modules are cached, keyed by module digest and engine. Default:
+    /// `<temp dir>/wasmgate-cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// Watch the apps folder and reload an app when its files change.
+    pub watch: bool,
+    /// Quiet time after a change before the app is reloaded.
+    pub reload_debounce_ms: u64,
+    /// Longest wait before a failed instance is recreated (backoff doubles from 100 ms).
+    pub restart_backoff_max_ms: u64,
+    /// Seconds an instance without clients stays alive before it is stopped.
+    pub instance_idle_secs: u64,
+}
+
+impl Default for AppsConfig {
+    fn default() -> Self {
+        AppsConfig {
+            dir: None,
+            unknown_apps: UnknownApps::Live,
+            deadline_ms: 100,
+            memory_mib: 64,
+            failure_policy: FailurePolicy::Closed,
+            max_memory_mib: 512,
+            max_instances: 128,
+            queue: 1024,
+            cache_dir: None,
+            watch: true,
+            reload_debounce_ms: 200,
+            restart_backoff_max_ms: 10_000,
+            instance_idle_secs: 60,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -355,6 +433,35 @@ impl Config {
             };
             return bad(key, "tls_cert and tls_key must be given together".into());
         }
+        let a = &self.apps;
+        for (path, v) in [
+            ("apps.deadline_ms", a.deadline_ms),
+            ("apps.memory_mib", a.memory_mib),
+            ("apps.max_memory_mib", a.max_memory_mib),
+            ("apps.max_instances", u64::from(a.max_instances)),
+            ("apps.queue", a.queue as u64),
+            ("apps.restart_backoff_max_ms", a.restart_backoff_max_ms),
+            ("apps.instance_idle_secs", a.instance_idle_secs),
+        ] {
+            if v == 0 {
+                return bad(path, "must be at least 1".into());
+            }
+        }
+        if a.memory_mib > a.max_memory_mib {
+            return bad(
+                "apps.memory_mib",
+                format!(
+                    "{} is above apps.max_memory_mib ({})",
+                    a.memory_mib, a.max_memory_mib
+                ),
+            );
+        }
+        if a.max_memory_mib > 4096 {
+            return bad(
+                "apps.max_memory_mib",
+                format!("{} is above 4096 (a 32-bit memory)", a.max_memory_mib),
+            );
+        }
         if r.max_streams_per_connection == 0 {
             return bad(
                 "rtmp.max_streams_per_connection",
@@ -468,6 +575,26 @@ mod tests {
         };
         assert_eq!(a.resolve_token().unwrap().as_deref(), Some("s3cret"));
         assert_eq!(AdminConfig::default().resolve_token().unwrap(), None);
+    }
+
+    #[test]
+    fn apps_section() {
+        let c = Config::from_toml(
+            "[apps]\ndir = \"/srv/apps\"\ndeadline_ms = 50\nfailure_policy = \"open\"\nunknown_apps = \"deny\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.apps.dir.as_deref(), Some(Path::new("/srv/apps")));
+        assert_eq!(c.apps.deadline_ms, 50);
+        assert_eq!(c.apps.failure_policy, FailurePolicy::Open);
+        assert_eq!(c.apps.unknown_apps, UnknownApps::Deny);
+        let e = Config::from_toml("[apps]\nfailure_policy = \"maybe\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("apps.failure_policy"), "{e}");
+        let e = Config::from_toml("[apps]\ndeadline_ms = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("apps.deadline_ms"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! allowlisted admin listener. The binary in `main.rs` is a thin CLI over [`server::Server`].
 
 pub mod admin;
+pub mod apps;
 pub mod client;
 pub mod config;
 pub mod media;

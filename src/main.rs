@@ -44,6 +44,9 @@ struct Cli {
     /// File holding the admin bearer token (wins over --admin-token and the variable).
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
+    /// Apps folder: `DIR/<app>/app.wasm` + `app.toml`. Replaces the config's `apps.dir`.
+    #[arg(long = "apps", value_name = "DIR")]
+    apps: Option<PathBuf>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -72,6 +75,9 @@ fn main() -> ExitCode {
     };
     if !cli.rtmp.is_empty() {
         config.rtmp.listen = cli.rtmp.clone();
+    }
+    if let Some(dir) = &cli.apps {
+        config.apps.dir = Some(dir.clone());
     }
     if let Some(addr) = cli.admin {
         config.admin.listen = addr;

@@ -149,6 +149,90 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// The gateway's real application host: Wasm apps from the apps folder (digest, load time,
+/// traps, reload/unload through [`crate::apps::AppManager`]) and, for every other app name
+/// clients use, the built-in live app.
+pub struct GatewayApps {
+    shared: Arc<Shared>,
+    builtin: BuiltinApps,
+}
+
+impl GatewayApps {
+    pub fn new(shared: Arc<Shared>) -> GatewayApps {
+        GatewayApps {
+            builtin: BuiltinApps::new(shared.clone()),
+            shared,
+        }
+    }
+
+    fn wasm_info(&self, a: crate::apps::AppInfo) -> AppInfo {
+        let mut counts: BTreeMap<String, usize> =
+            a.instances.iter().map(|i| (i.clone(), 0)).collect();
+        for c in self.shared.clients.list() {
+            if let Some((app, instance)) = c.app()
+                && app == a.name
+            {
+                *counts.entry(instance).or_default() += 1;
+            }
+        }
+        AppInfo {
+            clients: counts.values().sum(),
+            instances: counts
+                .into_iter()
+                .map(|(name, clients)| InstanceInfo { name, clients })
+                .collect(),
+            name: a.name,
+            kind: "wasm".into(),
+            module_digest: Some(a.digest),
+            loaded_at: Some(rfc3339(a.loaded_at)),
+            traps: a.traps,
+        }
+    }
+}
+
+impl AppHost for GatewayApps {
+    fn list(&self) -> Vec<AppInfo> {
+        let wasm: Vec<AppInfo> = self
+            .shared
+            .apps
+            .list()
+            .into_iter()
+            .map(|a| self.wasm_info(a))
+            .collect();
+        let mut all: Vec<AppInfo> = self
+            .builtin
+            .list()
+            .into_iter()
+            .filter(|b| !wasm.iter().any(|w| w.name == b.name))
+            .collect();
+        all.extend(wasm);
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    fn reload(&self, name: &str) -> Result<AppInfo, AppError> {
+        let known = self.shared.apps.list().iter().any(|a| a.name == name);
+        match self.shared.apps.reload_blocking(name) {
+            Ok(info) => Ok(self.wasm_info(info)),
+            // A folder that was never loaded and does not load now is "not found" unless
+            // clients use it as a live app.
+            Err(e) if !known => match self.builtin.get(name) {
+                Some(_) => self.builtin.reload(name),
+                None => Err(AppError::NotFound(format!("{name} ({e})"))),
+            },
+            Err(e) => Err(AppError::Failed(e)),
+        }
+    }
+
+    fn unload(&self, name: &str) -> Result<(), AppError> {
+        if self.shared.apps.unload(name) {
+            Ok(())
+        } else {
+            self.builtin.unload(name)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

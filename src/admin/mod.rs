@@ -27,7 +27,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::config::ConfigError;
 use crate::server::Shared;
 use allow::{DenyLog, NetList};
-pub use apps::{AppError, AppHost, AppInfo, BuiltinApps};
+pub use apps::{AppError, AppHost, AppInfo, BuiltinApps, GatewayApps};
 
 /// Why the admin listener could not start.
 #[derive(Debug, thiserror::Error)]

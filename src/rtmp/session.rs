@@ -157,6 +157,13 @@ pub enum Event {
     /// A method the session does not handle itself (`NetConnection.call` from the client).
     /// Answer with [`Session::send_result`] or [`Session::send_error`].
     Call(Command),
+    /// The client answered a [`Session::send_call`] made with a non-zero transaction id:
+    /// `_result` (`ok`) or `_error`, with the first value after the command object.
+    CallReply {
+        transaction_id: f64,
+        ok: bool,
+        value: Amf0Value,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -915,7 +922,12 @@ impl Session {
                 // Live streams have no length; FMS answers 0.
                 self.send_result(txn, &[Amf0Value::Number(0.0)]);
             }
-            // Replies to our own calls; nothing is waiting on them yet.
+            // Replies to our own calls (`send_call` with a transaction id) go to the owner.
+            "_result" | "_error" if txn != 0.0 => self.events.push_back(Event::CallReply {
+                transaction_id: txn,
+                ok: cmd.name == "_result",
+                value: cmd.args.first().cloned().unwrap_or(Amf0Value::Null),
+            }),
             "_result" | "_error" | "onBWDone" | "onBWCheck" => {}
             _ => self.events.push_back(Event::Call(cmd)),
         }

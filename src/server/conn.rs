@@ -14,18 +14,31 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::Shared;
 use super::clients::ClientEntry;
+use crate::apps::{APP_ERROR, ClientMeta, InstanceHandle, Route, ToActor, ToConn};
+use crate::config::FailurePolicy;
 use crate::media::registry::{PlayerGuard, SHARED_STREAM_ID};
 use crate::media::{Admit, Frame, MediaItem, Player, PublishError, Publisher, StreamKey};
-use crate::rtmp::command::{AppPath, StreamName};
+use crate::rtmp::command::{AppPath, ConnectRequest, StreamName};
 use crate::rtmp::session::MediaKind;
 use crate::rtmp::{Event, Session, SessionError};
 
 /// Most ring items handled before output is flushed, so one busy stream cannot starve reads.
 const MEDIA_BATCH: usize = 256;
+
+/// Messages an app instance may queue for one connection (calls, broadcasts, decisions).
+const APP_QUEUE: usize = 256;
+
+/// Client calls awaiting the app's answer, per connection; more are answered `_error` at once.
+/// Below `APP_QUEUE`, so answers always fit the connection's queue beside broadcasts.
+const MAX_CALLS_IN_FLIGHT: usize = 128;
+
+/// Server-to-client calls awaiting the client's answer, per connection.
+const MAX_SERVER_CALLS: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 enum ConnError {
@@ -43,6 +56,8 @@ enum ConnError {
     Kicked(String),
     #[error("server shutting down")]
     Shutdown,
+    #[error("disconnected by the application: {0}")]
+    App(String),
 }
 
 impl ConnError {
@@ -56,7 +71,10 @@ impl ConnError {
             ConnError::Session(_) => metrics::protocol_error(),
             ConnError::TooSlow => metrics::player_dropped(),
             ConnError::Kicked(_) => metrics::kicked(),
-            ConnError::Io(_) | ConnError::WriteTimeout(_) | ConnError::Shutdown => {}
+            ConnError::Io(_)
+            | ConnError::WriteTimeout(_)
+            | ConnError::Shutdown
+            | ConnError::App(_) => {}
         }
     }
 }
@@ -77,8 +95,12 @@ where
         crate::metrics::connection_opened(transport);
         debug!("accepted");
         let client = shared.clients.register(id, peer, transport);
-        let mut conn = Conn::new(id, shared.clone(), client.entry.clone());
+        let mut conn = Conn::new(id, shared.clone(), client.entry.clone(), peer, transport);
         let result = conn.run(io).await;
+        if let Some(link) = conn.link.take() {
+            // The instance also notices a closed queue; this tells it at once.
+            let _ = link.send(ToActor::Disconnect { client: id });
+        }
         drop(client);
         let (bytes_in, bytes_out) = (conn.session.bytes_in(), conn.bytes_out);
         match result {
@@ -113,10 +135,32 @@ struct Conn {
     playing: HashMap<u32, Playing>,
     out: Vec<Bytes>,
     bytes_out: u64,
+    peer: SocketAddr,
+    transport: &'static str,
+    /// The app instance serving this connection, when its app has a module.
+    link: Option<InstanceHandle>,
+    /// Decisions, calls and broadcasts from the app instance.
+    app_rx: Option<mpsc::Receiver<ToConn>>,
+    /// The app path of a connect the app has not decided yet.
+    connect_pending: Option<AppPath>,
+    /// Publishes and plays waiting for the app's decision, by stream id.
+    publish_pending: HashMap<u32, (StreamName, String)>,
+    play_pending: HashMap<u32, (StreamName, f64, bool)>,
+    /// Our transaction id -> the app's call id, for `_result`/`_error` from the client.
+    server_calls: HashMap<u64, u64>,
+    next_txn: u64,
+    /// Client calls sent to the app and not answered yet.
+    calls_in_flight: usize,
 }
 
 impl Conn {
-    fn new(id: u64, shared: Arc<Shared>, client: Arc<ClientEntry>) -> Conn {
+    fn new(
+        id: u64,
+        shared: Arc<Shared>,
+        client: Arc<ClientEntry>,
+        peer: SocketAddr,
+        transport: &'static str,
+    ) -> Conn {
         Conn {
             id,
             client,
@@ -127,6 +171,16 @@ impl Conn {
             playing: HashMap::new(),
             out: Vec::new(),
             bytes_out: 0,
+            peer,
+            transport,
+            link: None,
+            app_rx: None,
+            connect_pending: None,
+            publish_pending: HashMap::new(),
+            play_pending: HashMap::new(),
+            server_calls: HashMap::new(),
+            next_txn: 0,
+            calls_in_flight: 0,
         }
     }
 
@@ -213,6 +267,22 @@ impl Conn {
                         return Err(ConnError::Shutdown);
                     }
                 }
+                msg = recv_app(&mut self.app_rx) => match msg {
+                    Some(msg) => {
+                        if let Err(e) = self.on_app_msg(msg) {
+                            let _ = self.flush(&mut wr, write_timeout).await;
+                            return Err(e);
+                        }
+                    }
+                    None => {
+                        // The instance is gone (unloaded or stopped).
+                        self.app_rx = None;
+                        self.link = None;
+                        if self.connect_pending.take().is_some() {
+                            self.session.reject_connect(APP_ERROR);
+                        }
+                    }
+                },
                 _ = self.client.kicked() => {
                     let reason = self.client.kick_reason();
                     self.session.close_notify(&reason);
@@ -287,26 +357,39 @@ impl Conn {
     fn handle_events(&mut self) -> Result<(), ConnError> {
         while let Some(ev) = self.session.poll_event() {
             match ev {
-                Event::Connect(req) => {
-                    // The default application: every app name is a live app open to everyone.
-                    info!(
-                        app = %req.path.app,
-                        instance = %req.path.instance,
-                        flash_ver = req.flash_ver.as_deref().unwrap_or(""),
-                        "connect accepted"
-                    );
-                    self.client.set_app(&req.path.app, &req.path.instance);
-                    self.app = Some(req.path);
-                    self.session.accept_connect();
-                }
+                Event::Connect(req) => self.on_connect(req),
                 Event::Publish {
                     stream_id,
                     name,
                     kind,
-                } => self.start_publish(stream_id, name, &kind),
+                } => match &self.link {
+                    Some(link) => {
+                        let msg = ToActor::Publish {
+                            client: self.id,
+                            stream_id,
+                            name: name.name.clone(),
+                            query: name.query.clone().unwrap_or_default(),
+                        };
+                        if link.send(msg).is_ok() {
+                            self.publish_pending.insert(stream_id, (name, kind));
+                        } else if link.policy() == FailurePolicy::Open {
+                            self.start_publish(stream_id, name, &kind);
+                        } else {
+                            self.deny_publish(stream_id, APP_ERROR);
+                        }
+                    }
+                    None => self.start_publish(stream_id, name, &kind),
+                },
                 Event::Unpublish { stream_id } => {
+                    self.publish_pending.remove(&stream_id);
                     if let Some(p) = self.publishers.remove(&stream_id) {
                         info!(stream = %p.key(), "unpublished");
+                        if let Some(link) = &self.link {
+                            let _ = link.send(ToActor::Unpublish {
+                                client: self.id,
+                                name: p.key().name.clone(),
+                            });
+                        }
                     }
                 }
                 Event::Media {
@@ -334,10 +417,35 @@ impl Conn {
                     name,
                     start,
                     reset,
-                } => self.start_play(stream_id, name, start, reset),
+                } => match &self.link {
+                    Some(link) => {
+                        let msg = ToActor::Play {
+                            client: self.id,
+                            stream_id,
+                            name: name.name.clone(),
+                            query: name.query.clone().unwrap_or_default(),
+                        };
+                        if link.send(msg).is_ok() {
+                            self.play_pending.insert(stream_id, (name, start, reset));
+                        } else if link.policy() == FailurePolicy::Open {
+                            self.start_play(stream_id, name, start, reset);
+                        } else {
+                            self.session
+                                .play_failed(stream_id, "NetStream.Play.Failed", APP_ERROR);
+                        }
+                    }
+                    None => self.start_play(stream_id, name, start, reset),
+                },
                 Event::StopPlay { stream_id } => {
+                    self.play_pending.remove(&stream_id);
                     if let Some(p) = self.playing.remove(&stream_id) {
                         debug!(stream = %p.name, "stopped playing");
+                        if let Some(link) = &self.link {
+                            let _ = link.send(ToActor::Stop {
+                                client: self.id,
+                                name: p.name.clone(),
+                            });
+                        }
                     }
                 }
                 Event::Pause {
@@ -359,6 +467,47 @@ impl Conn {
                         p.player.set_video(enabled);
                     }
                 }
+                Event::CallReply {
+                    transaction_id,
+                    ok,
+                    value,
+                } => {
+                    let call_id = self.server_calls.remove(&(transaction_id as u64));
+                    if let (Some(call_id), Some(link)) = (call_id, &self.link) {
+                        let _ = link.send(ToActor::CallReply {
+                            client: self.id,
+                            call_id,
+                            ok,
+                            value,
+                        });
+                    }
+                }
+                Event::Call(cmd) if self.link.is_some() => {
+                    let txn = cmd.transaction_id;
+                    if txn != 0.0 && self.calls_in_flight >= MAX_CALLS_IN_FLIGHT {
+                        self.session.send_error(
+                            txn,
+                            "NetConnection.Call.Failed",
+                            "Too many calls in flight.",
+                        );
+                        continue;
+                    }
+                    let msg = ToActor::Call {
+                        client: self.id,
+                        txn,
+                        method: cmd.name,
+                        args: cmd.args,
+                    };
+                    let sent = self.link.as_ref().map(|l| l.send(msg).is_ok());
+                    if txn != 0.0 {
+                        if sent == Some(true) {
+                            self.calls_in_flight += 1;
+                        } else {
+                            self.session
+                                .send_error(txn, "NetConnection.Call.Failed", APP_ERROR);
+                        }
+                    }
+                }
                 Event::Call(cmd) => {
                     debug!(method = %cmd.name, "call to a method no application handles");
                     // Transaction 0 means the client expects no answer.
@@ -373,6 +522,141 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Routes a connect: the built-in live app accepts at once; an app with a module decides
+    /// asynchronously (its answer arrives as a [`ToConn`]), so this task keeps serving meanwhile.
+    fn on_connect(&mut self, req: ConnectRequest) {
+        match self.shared.apps.route(&req.path.app, &req.path.instance) {
+            Route::Live => self.accept(req.path),
+            Route::Deny => {
+                info!(app = %req.path.app, "connect rejected: no such application");
+                self.session.reject_connect("No such application.");
+            }
+            Route::App(link) => {
+                let (tx, rx) = mpsc::channel(APP_QUEUE);
+                let text = |v: &Option<String>| v.clone().unwrap_or_default();
+                let meta = ClientMeta {
+                    id: self.id,
+                    address: self.peer.to_string(),
+                    transport: self.transport.to_owned(),
+                    app: req.path.app.clone(),
+                    instance: req.path.instance.clone(),
+                    query: text(&req.path.query),
+                    tc_url: text(&req.tc_url),
+                    page_url: text(&req.page_url),
+                    swf_url: text(&req.swf_url),
+                    flash_ver: text(&req.flash_ver),
+                };
+                let msg = ToActor::Connect {
+                    meta,
+                    args: req.args,
+                    tx,
+                };
+                if link.send(msg).is_ok() {
+                    self.app_rx = Some(rx);
+                    self.connect_pending = Some(req.path);
+                    self.link = Some(link);
+                } else if link.policy() == FailurePolicy::Open {
+                    warn!(
+                        app = link.app(),
+                        "application busy; connect accepted (fail-open)"
+                    );
+                    self.accept(req.path);
+                } else {
+                    warn!(app = link.app(), "application busy; connect rejected");
+                    self.session.reject_connect(APP_ERROR);
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, path: AppPath) {
+        info!(app = %path.app, instance = %path.instance, "connect accepted");
+        self.client.set_app(&path.app, &path.instance);
+        self.app = Some(path);
+        self.session.accept_connect();
+    }
+
+    /// Acts on a message from the app instance.
+    fn on_app_msg(&mut self, msg: ToConn) -> Result<(), ConnError> {
+        match msg {
+            ToConn::ConnectAccept => {
+                if let Some(path) = self.connect_pending.take() {
+                    self.accept(path);
+                }
+            }
+            ToConn::ConnectReject(reason) => {
+                if self.connect_pending.take().is_some() {
+                    info!(%reason, "connect rejected by the application");
+                    self.session.reject_connect(&reason);
+                }
+            }
+            ToConn::ConnectRedirect { url, description } => {
+                if self.connect_pending.take().is_some() {
+                    info!(%url, "connect redirected by the application");
+                    self.session.redirect_connect(&url, &description);
+                }
+            }
+            ToConn::Publish { stream_id, result } => {
+                if let Some((name, kind)) = self.publish_pending.remove(&stream_id) {
+                    match result {
+                        Ok(()) => self.start_publish(stream_id, name, &kind),
+                        Err(reason) => {
+                            info!(stream = %name, %reason, "publish denied by the application");
+                            self.deny_publish(stream_id, &reason);
+                        }
+                    }
+                }
+            }
+            ToConn::Play { stream_id, result } => {
+                if let Some((name, start, reset)) = self.play_pending.remove(&stream_id) {
+                    match result {
+                        Ok(()) => self.start_play(stream_id, name, start, reset),
+                        Err(reason) => {
+                            info!(stream = %name, %reason, "play denied by the application");
+                            self.session
+                                .play_failed(stream_id, "NetStream.Play.Failed", &reason);
+                        }
+                    }
+                }
+            }
+            ToConn::CallResult { txn, result } => {
+                self.calls_in_flight = self.calls_in_flight.saturating_sub(1);
+                match result {
+                    Ok(v) => self.session.send_result(txn, &[v]),
+                    Err(msg) => self
+                        .session
+                        .send_error(txn, "NetConnection.Call.Failed", &msg),
+                }
+            }
+            ToConn::Call {
+                method,
+                args,
+                call_id,
+            } => {
+                if !self.session.is_connected() {
+                    return Ok(());
+                }
+                let mut txn = 0;
+                if call_id != 0 && self.server_calls.len() < MAX_SERVER_CALLS {
+                    self.next_txn += 1;
+                    txn = self.next_txn;
+                    self.server_calls.insert(txn, call_id);
+                }
+                self.session.send_call(&method, txn as f64, &args);
+            }
+            ToConn::Disconnect(reason) => {
+                self.session.close_notify(&reason);
+                return Err(ConnError::App(reason));
+            }
+        }
+        Ok(())
+    }
+
+    fn deny_publish(&mut self, stream_id: u32, reason: &str) {
+        self.session
+            .publish_rejected(stream_id, "NetStream.Publish.Rejected", reason);
     }
 
     fn start_publish(&mut self, stream_id: u32, name: StreamName, kind: &str) {
@@ -496,6 +780,14 @@ impl Conn {
                 self.session.send_media(f.csid(), &header, &f.payload);
             }
         }
+    }
+}
+
+/// The next message from the app instance, or never when the connection has none.
+async fn recv_app(rx: &mut Option<mpsc::Receiver<ToConn>>) -> Option<ToConn> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

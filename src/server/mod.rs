@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::apps::AppManager;
 use crate::config::Config;
 use crate::media::Registry;
 use crate::rtmp::SessionConfig;
@@ -24,6 +25,8 @@ pub struct Shared {
     pub session_config: SessionConfig,
     pub registry: Arc<Registry>,
     pub clients: Arc<clients::Clients>,
+    /// Wasm applications (`list`/`reload`/`unload` for the admin API).
+    pub apps: Arc<AppManager>,
     /// When the process started, for uptime.
     pub started_at: std::time::Instant,
     next_conn_id: AtomicU64,
@@ -43,10 +46,22 @@ pub struct Stats {
 }
 
 impl Shared {
+    /// Shared state without Wasm apps (every app is served by the built-in live app).
     pub fn new(config: Config) -> Arc<Shared> {
+        let registry = Registry::new(config.media_config());
+        let apps = AppManager::disabled(config.apps.clone(), registry.clone());
+        Shared::with_apps(config, registry, apps)
+    }
+
+    pub fn with_apps(
+        config: Config,
+        registry: Arc<Registry>,
+        apps: Arc<AppManager>,
+    ) -> Arc<Shared> {
         Arc::new(Shared {
             session_config: config.session_config(),
-            registry: Registry::new(config.media_config()),
+            registry,
+            apps,
             clients: Arc::new(clients::Clients::default()),
             started_at: std::time::Instant::now(),
             config,
@@ -88,25 +103,31 @@ pub enum StartError {
     },
     #[error("{0}")]
     Admin(#[from] crate::admin::AdminError),
+    #[error("{0}")]
+    Apps(String),
 }
 
 impl Server {
     /// Binds every listener (port 0 picks a free port; see `rtmp_addrs`) and starts accepting.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         Server::start_with_apps(config, |shared| {
-            Arc::new(crate::admin::BuiltinApps::new(shared.clone()))
+            Arc::new(crate::admin::GatewayApps::new(shared.clone()))
         })
         .await
     }
 
-    /// Like [`Server::start`], with the application host the admin API's `/apps` endpoints use
-    /// (the Wasm host passes itself here).
+    /// Like [`Server::start`], with another application host behind the admin API's `/apps`
+    /// endpoints (tests use [`crate::admin::BuiltinApps`] to see only the built-in live app).
     pub async fn start_with_apps(
         config: Config,
         apps: impl FnOnce(&Arc<Shared>) -> Arc<dyn crate::admin::AppHost>,
     ) -> Result<Server, StartError> {
-        let shared = Shared::new(config);
         crate::metrics::install();
+        let registry = Registry::new(config.media_config());
+        let manager = AppManager::start(config.apps.clone(), registry.clone())
+            .await
+            .map_err(StartError::Apps)?;
+        let shared = Shared::with_apps(config, registry, manager);
         let limit = Arc::new(Semaphore::new(shared.config.rtmp.max_connections));
         let mut rtmp_addrs = Vec::new();
         let mut tasks = Vec::new();

@@ -1,0 +1,488 @@
+//! The host side of `wit/app.wit`: what a guest may call (`host` interface), the per-instance
+//! state those calls act on, and the sandbox around it (WASI context, memory limiter, log pipes).
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWrite;
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, trace, warn};
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::ToConn;
+use super::bindings::wasmgate::app::{host, types};
+use super::json;
+use super::manifest::Grants;
+use crate::media::Registry;
+
+/// Bounds on what one instance may hold through host calls.
+const MAX_KV_BYTES: usize = 1 << 20;
+const MAX_KV_KEYS: usize = 10_000;
+const MAX_TIMERS: usize = 1024;
+/// Largest JSON a guest may send to a client in one call.
+pub const MAX_CALL_JSON: usize = 64 * 1024;
+const MIN_TIMER: Duration = Duration::from_millis(10);
+
+/// A client as the instance sees it.
+#[derive(Debug, Clone)]
+pub struct ClientMeta {
+    pub id: u64,
+    pub address: String,
+    pub transport: String,
+    pub app: String,
+    pub instance: String,
+    pub query: String,
+    pub tc_url: String,
+    pub page_url: String,
+    pub swf_url: String,
+    pub flash_ver: String,
+}
+
+impl ClientMeta {
+    pub fn to_wit(&self) -> types::ClientInfo {
+        types::ClientInfo {
+            id: self.id,
+            address: self.address.clone(),
+            transport: self.transport.clone(),
+            app: self.app.clone(),
+            instance: self.instance.clone(),
+            query: self.query.clone(),
+            tc_url: self.tc_url.clone(),
+            page_url: self.page_url.clone(),
+            swf_url: self.swf_url.clone(),
+            flash_ver: self.flash_ver.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    pub meta: ClientMeta,
+    pub tx: mpsc::Sender<ToConn>,
+    /// Connect not decided yet (the guest answered `pending`).
+    pub pending: bool,
+}
+
+impl Client {
+    /// Queues a message for the connection; a full queue drops it (the connection is stuck).
+    pub fn send(&self, msg: ToConn) -> Result<(), String> {
+        self.tx.try_send(msg).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => "client queue full".to_owned(),
+            mpsc::error::TrySendError::Closed(_) => "client is gone".to_owned(),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Timer {
+    pub due: Instant,
+    pub every: Option<Duration>,
+}
+
+/// Everything an instance keeps across guest restarts and reloads.
+#[derive(Clone, Default)]
+pub struct InstanceState {
+    pub app: String,
+    pub instance: String,
+    pub clients: BTreeMap<u64, Client>,
+    pub kv: BTreeMap<String, String>,
+    kv_bytes: usize,
+    pub timers: HashMap<u64, Timer>,
+    next_timer: u64,
+    next_call: u64,
+    pub registry: Option<Arc<Registry>>,
+}
+
+impl InstanceState {
+    pub fn new(app: &str, instance: &str, registry: Arc<Registry>) -> InstanceState {
+        InstanceState {
+            app: app.to_owned(),
+            instance: instance.to_owned(),
+            registry: Some(registry),
+            ..InstanceState::default()
+        }
+    }
+
+    /// The earliest timer, if any.
+    pub fn next_timer(&self) -> Option<(u64, Instant)> {
+        self.timers
+            .iter()
+            .min_by_key(|(_, t)| t.due)
+            .map(|(id, t)| (*id, t.due))
+    }
+
+    /// Marks a timer fired: rescheduled when repeating, else removed. False when it is gone.
+    pub fn fire_timer(&mut self, id: u64, now: Instant) -> bool {
+        match self.timers.get_mut(&id) {
+            Some(t) => {
+                match t.every {
+                    Some(every) => t.due = now + every,
+                    None => {
+                        self.timers.remove(&id);
+                    }
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Caps an instance's linear memory; remembers a refusal so a failure can be named.
+pub struct MemLimiter {
+    pub cap: usize,
+    pub hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// The `Store` data of one instance.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: MemLimiter,
+    pub st: InstanceState,
+    pub settings: Arc<str>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl HostState {
+    pub fn new(st: InstanceState, grants: &Grants, memory: usize, settings: Arc<str>) -> HostState {
+        let mut b = WasiCtx::builder();
+        // No preopened directories, no inherited environment; only what `[grants]` lists.
+        for (k, v) in &grants.env {
+            b.env(k, v);
+        }
+        if grants.network {
+            b.inherit_network();
+            b.allow_ip_name_lookup(true);
+        }
+        if grants.stdio {
+            let tag = format!("{}/{}", st.app, st.instance);
+            b.stdout(GuestLog {
+                tag: tag.clone(),
+                stream: "stdout",
+            });
+            b.stderr(GuestLog {
+                tag,
+                stream: "stderr",
+            });
+        }
+        HostState {
+            wasi: b.build(),
+            table: ResourceTable::new(),
+            limiter: MemLimiter {
+                cap: memory,
+                hit: false,
+            },
+            st,
+            settings,
+        }
+    }
+
+    fn client(&self, id: u64) -> Option<&Client> {
+        self.st.clients.get(&id)
+    }
+
+    /// Settles a pending connect; false when the client is unknown or already decided.
+    fn decide(&mut self, id: u64, msg: ToConn, keep: bool) {
+        let Some(c) = self.st.clients.get_mut(&id) else {
+            debug!(client = id, "decision for an unknown client ignored");
+            return;
+        };
+        if !c.pending {
+            debug!(
+                client = id,
+                "decision for a connect already decided ignored"
+            );
+            return;
+        }
+        c.pending = false;
+        let _ = c.send(msg);
+        if !keep {
+            self.st.clients.remove(&id);
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: types::Level, message: String) {
+        let (app, inst) = (&self.st.app, &self.st.instance);
+        let msg = truncate(&message, 4096);
+        match level {
+            types::Level::Trace => trace!(app = %app, instance = %inst, "{msg}"),
+            types::Level::Debug => debug!(app = %app, instance = %inst, "{msg}"),
+            types::Level::Info => info!(app = %app, instance = %inst, "{msg}"),
+            types::Level::Warn => warn!(app = %app, instance = %inst, "{msg}"),
+            types::Level::Error => error!(app = %app, instance = %inst, "{msg}"),
+        }
+    }
+
+    fn settings(&mut self) -> String {
+        self.settings.to_string()
+    }
+
+    fn accept(&mut self, client: u64) {
+        self.decide(client, ToConn::ConnectAccept, true);
+    }
+
+    fn reject(&mut self, client: u64, description: String) {
+        self.decide(client, ToConn::ConnectReject(description), false);
+    }
+
+    fn redirect(&mut self, client: u64, url: String, description: String) {
+        self.decide(client, ToConn::ConnectRedirect { url, description }, false);
+    }
+
+    fn call_client(
+        &mut self,
+        client: u64,
+        method: String,
+        args: String,
+        want_result: bool,
+    ) -> Result<u64, String> {
+        if args.len() > MAX_CALL_JSON {
+            return Err(format!("arguments larger than {MAX_CALL_JSON} bytes"));
+        }
+        let args = json::parse_args(&args).map_err(|e| e.to_string())?;
+        let call_id = if want_result {
+            self.st.next_call += 1;
+            self.st.next_call
+        } else {
+            0
+        };
+        let c = self.client(client).ok_or("client is gone")?;
+        if c.pending {
+            return Err("client is not connected yet".into());
+        }
+        c.send(ToConn::Call {
+            method,
+            args,
+            call_id,
+        })?;
+        Ok(call_id)
+    }
+
+    fn broadcast(&mut self, method: String, args: String) {
+        if args.len() > MAX_CALL_JSON {
+            warn!(app = %self.st.app, "broadcast arguments too large; dropped");
+            return;
+        }
+        let args = match json::parse_args(&args) {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(app = %self.st.app, error = %e, "broadcast dropped");
+                return;
+            }
+        };
+        for c in self.st.clients.values().filter(|c| !c.pending) {
+            let _ = c.send(ToConn::Call {
+                method: method.clone(),
+                args: args.clone(),
+                call_id: 0,
+            });
+        }
+    }
+
+    fn disconnect(&mut self, client: u64, reason: String) {
+        if let Some(c) = self.client(client) {
+            let _ = c.send(ToConn::Disconnect(reason));
+        }
+    }
+
+    fn set_timer(&mut self, delay_ms: u32, repeat: bool) -> u64 {
+        if self.st.timers.len() >= MAX_TIMERS {
+            warn!(app = %self.st.app, max = MAX_TIMERS, "timer limit reached; timer not set");
+            return 0;
+        }
+        let d = Duration::from_millis(delay_ms.into()).max(MIN_TIMER);
+        self.st.next_timer += 1;
+        let id = self.st.next_timer;
+        self.st.timers.insert(
+            id,
+            Timer {
+                due: Instant::now() + d,
+                every: repeat.then_some(d),
+            },
+        );
+        id
+    }
+
+    fn clear_timer(&mut self, id: u64) {
+        self.st.timers.remove(&id);
+    }
+
+    fn kv_get(&mut self, key: String) -> Option<String> {
+        self.st.kv.get(&key).cloned()
+    }
+
+    fn kv_set(&mut self, key: String, value: String) {
+        let old = self
+            .st
+            .kv
+            .get(&key)
+            .map(|v| key.len() + v.len())
+            .unwrap_or(0);
+        let new_total = self.st.kv_bytes - old + key.len() + value.len();
+        if new_total > MAX_KV_BYTES || (old == 0 && self.st.kv.len() >= MAX_KV_KEYS) {
+            warn!(app = %self.st.app, "key-value store full; set ignored");
+            return;
+        }
+        self.st.kv_bytes = new_total;
+        self.st.kv.insert(key, value);
+    }
+
+    fn kv_delete(&mut self, key: String) {
+        if let Some(v) = self.st.kv.remove(&key) {
+            self.st.kv_bytes -= key.len() + v.len();
+        }
+    }
+
+    fn kv_keys(&mut self) -> Vec<String> {
+        self.st.kv.keys().cloned().collect()
+    }
+
+    fn clients(&mut self) -> Vec<u64> {
+        self.st
+            .clients
+            .values()
+            .filter(|c| !c.pending)
+            .map(|c| c.meta.id)
+            .collect()
+    }
+
+    fn get_client(&mut self, client: u64) -> Option<types::ClientInfo> {
+        self.client(client).map(|c| c.meta.to_wit())
+    }
+
+    fn streams(&mut self) -> Vec<types::StreamInfo> {
+        let Some(reg) = &self.st.registry else {
+            return Vec::new();
+        };
+        reg.snapshot()
+            .into_iter()
+            .filter(|(k, _, _)| k.app == self.st.app && k.instance == self.st.instance)
+            .map(|(k, publishing, players)| types::StreamInfo {
+                name: k.name,
+                publishing,
+                players: players as u32,
+            })
+            .collect()
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Guest stdout/stderr: each line goes to the log tagged with `app/instance`.
+struct GuestLog {
+    tag: String,
+    stream: &'static str,
+}
+
+impl IsTerminal for GuestLog {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestLog {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(LineLogger {
+            tag: self.tag.clone(),
+            stream: self.stream,
+            line: Vec::new(),
+        })
+    }
+}
+
+struct LineLogger {
+    tag: String,
+    stream: &'static str,
+    line: Vec<u8>,
+}
+
+impl LineLogger {
+    fn emit(&mut self) {
+        if !self.line.is_empty() {
+            let text = String::from_utf8_lossy(&self.line);
+            info!(app = %self.tag, stream = self.stream, "{}", text.trim_end());
+            self.line.clear();
+        }
+    }
+}
+
+impl AsyncWrite for LineLogger {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        for &b in buf {
+            if b == b'\n' {
+                self.emit();
+            } else {
+                self.line.push(b);
+                // Bounded: a guest writing without newlines is logged in 4 KiB pieces.
+                if self.line.len() >= 4096 {
+                    self.emit();
+                }
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.emit();
+        Poll::Ready(Ok(()))
+    }
+}
