@@ -5,3 +5,5 @@ pub mod config;
 pub mod media;
 pub mod rtmp;
 pub mod server;
+pub mod tls;
+pub mod tunnel;

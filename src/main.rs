@@ -21,6 +21,16 @@ struct Cli {
     /// RTMP listen address; repeat for several. Replaces the config's `rtmp.listen`.
     #[arg(long = "rtmp", value_name = "ADDR")]
     rtmp: Vec<SocketAddr>,
+    /// RTMPT (HTTP tunnel) listen address; repeat for several. Replaces the config's
+    /// `http.listen` (default 0.0.0.0:80, skipped with a warning when it cannot be bound).
+    #[arg(long = "http", value_name = "ADDR")]
+    http: Vec<SocketAddr>,
+    /// PEM certificate chain enabling rtmps:// and rtmpts:// on every listener (with --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert. Both files are re-read on SIGHUP.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -49,6 +59,17 @@ fn main() -> ExitCode {
     };
     if !cli.rtmp.is_empty() {
         config.rtmp.listen = cli.rtmp.clone();
+    }
+    if !cli.http.is_empty() {
+        config.http.listen = cli.http.clone();
+    }
+    if cli.tls_cert.is_some() {
+        config.tls.cert = cli.tls_cert.clone();
+        config.tls.key = cli.tls_key.clone();
+    }
+    if let Err(e) = config.validate() {
+        eprintln!("wasmgate: config error: {e}");
+        return ExitCode::from(2);
     }
     if cli.print_config {
         match toml::to_string_pretty(&config) {
@@ -82,11 +103,33 @@ fn main() -> ExitCode {
             }
         };
         info!(version = env!("CARGO_PKG_VERSION"), "wasmgate running");
+        spawn_reload_on_sighup(server.shared.clone());
         wait_for_signal().await;
         info!("shutting down");
         server.stop_accepting();
         ExitCode::SUCCESS
     })
+}
+
+/// SIGHUP re-reads the TLS certificate and key; sessions already running are untouched.
+fn spawn_reload_on_sighup(shared: std::sync::Arc<wasmgate::server::Shared>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                info!("SIGHUP: reloading TLS certificate and key");
+                if let Err(e) = shared.reload_tls() {
+                    error!("TLS reload: {e}");
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = shared;
 }
 
 async fn wait_for_signal() {

@@ -29,6 +29,10 @@ impl Gateway {
             .with_test_writer()
             .try_init();
         config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        // Every configured HTTP (RTMPT) listener moves to a free loopback port too.
+        for a in &mut config.http.listen {
+            *a = "127.0.0.1:0".parse().unwrap();
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -45,6 +49,11 @@ impl Gateway {
     /// `rtmp://127.0.0.1:PORT/PATH`
     pub fn url(&self, path: &str) -> String {
         format!("rtmp://{}/{}", self.addr, path)
+    }
+
+    /// The first RTMPT-only HTTP listener.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.server.http_addrs[0]
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
