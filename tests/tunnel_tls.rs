@@ -92,7 +92,7 @@ fn rtmps_publish_and_rtmps_rtmpts_players_on_both_ports_survive_a_certificate_re
     let outs: Vec<PathBuf> = (0..3)
         .map(|i| dir.path().join(format!("p{i}.flv")))
         .collect();
-    let mut players = vec![
+    let mut players = [
         ffmpeg_play(&format!("rtmps://{}/live/secure", gw.addr), &outs[0], 3.0),
         ffmpeg_play(&format!("rtmpts://{}/live/secure", gw.addr), &outs[1], 3.0),
         ffmpeg_play(
@@ -291,7 +291,7 @@ fn a_player_that_can_only_reach_an_http_proxy_gets_the_stream() {
         Some(ns) => (ns.host_ip.clone(), format!("{}/24", ns.host_ip)),
         None => ("127.0.0.1".to_string(), "127.0.0.1".to_string()),
     };
-    let (mut proxy, port, log) = start_tinyproxy(dir.path(), &listen, &allow);
+    let (proxy, port, log) = start_tinyproxy(dir.path(), &listen, &allow);
     let proxy_addr = format!("{listen}:{port}");
     assert!(
         wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(
