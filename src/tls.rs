@@ -102,6 +102,9 @@ fn load(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, TlsError> {
         .with_single_cert(certs, key)?;
     // RTMPTS clients speak HTTP/1.1; offering nothing else keeps ALPN out of the way.
     config.alpn_protocols = Vec::new();
+    // No session resumption: gateway sessions are long-lived, and librtmp's GnuTLS reader
+    // chokes on TLS 1.3 tickets arriving after the handshake.
+    config.send_tls13_tickets = 0;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -101,18 +101,35 @@ fn rtmps_publish_and_rtmps_rtmpts_players_on_both_ports_survive_a_certificate_re
             3.0,
         ),
     ];
+    // librtmp (rtmpdump) speaks both too, through GnuTLS.
+    let rd_outs = [dir.path().join("rd-s.flv"), dir.path().join("rd-ts.flv")];
+    let mut rd = [
+        rtmpdump_play(&format!("rtmps://{}/live/secure", gw.addr), &rd_outs[0], 4),
+        rtmpdump_play(
+            &format!("rtmpts://{}/live/secure", gw.http_addr()),
+            &rd_outs[1],
+            4,
+        ),
+    ];
     assert!(
-        wait_until(Duration::from_secs(10), || transports(&gw).len() == 4),
+        wait_until(Duration::from_secs(10), || transports(&gw).len() == 6),
         "players did not all connect: {:?}",
         transports(&gw)
     );
-    assert_eq!(transports(&gw), ["rtmps", "rtmps", "rtmpts", "rtmpts"]);
+    assert_eq!(
+        transports(&gw),
+        ["rtmps", "rtmps", "rtmps", "rtmpts", "rtmpts", "rtmpts"]
+    );
     // A new certificate mid-stream: running sessions keep going, new ones get the new one.
     write_cert(dir.path());
     gw.shared().reload_tls().expect("reload");
     for (p, out) in players.iter_mut().zip(&outs) {
         let s = p.finish(Duration::from_secs(30));
         assert!(s.success(), "player failed: {}", p.stderr());
+        check_av_file(out);
+    }
+    for (p, out) in rd.iter_mut().zip(&rd_outs) {
+        p.finish(Duration::from_secs(30));
         check_av_file(out);
     }
     let after = dir.path().join("after.flv");
