@@ -58,8 +58,12 @@ pub(super) async fn dispatch(
     };
     match (proto, kind) {
         (Proto::Rtmp, Listener::Rtmp) => conn::serve(sock, peer, "rtmp", shared).await,
-        (Proto::Http, _) => tunnel::serve_http(sock, peer, "rtmpt", shared).await,
-        (Proto::Tls, _) => serve_tls(sock, peer, kind, shared, wait).instrument(span).await,
+        (Proto::Http, _) => tunnel::serve_http(QuickAck(sock), peer, "rtmpt", shared).await,
+        (Proto::Tls, _) => {
+            serve_tls(QuickAck(sock), peer, kind, shared, wait)
+                .instrument(span)
+                .await
+        }
         (Proto::Rtmp, Listener::Http) => span.in_scope(|| {
             info!(
                 first = first[0],
@@ -70,7 +74,7 @@ pub(super) async fn dispatch(
 }
 
 async fn serve_tls(
-    sock: TcpStream,
+    sock: QuickAck,
     peer: SocketAddr,
     kind: Listener,
     shared: Arc<Shared>,
@@ -119,6 +123,65 @@ async fn serve_tls(
         (Proto::Tls, _) | (Proto::Rtmp, Listener::Http) => {
             info!("TLS payload is neither RTMP nor HTTP; closing")
         }
+    }
+}
+
+/// A TCP stream that acknowledges every read at once. RTMPT clients (ffmpeg) send a request's
+/// headers and body in two writes with Nagle on: the body waits for the ACK of the headers,
+/// which a delayed ACK holds back 40 ms — per request, i.e. per poll. Linux clears quick-ack
+/// mode by itself, so it is re-armed after each read.
+pub(super) struct QuickAck(pub TcpStream);
+
+impl QuickAck {
+    fn rearm(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            let _ = socket2::SockRef::from(&self.0).set_tcp_quickack(true);
+        }
+    }
+}
+
+impl AsyncRead for QuickAck {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.0).poll_read(cx, buf);
+        if r.is_ready() {
+            self.rearm();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for QuickAck {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 

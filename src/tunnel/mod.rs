@@ -21,7 +21,7 @@ use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tracing::{Instrument, debug, info, info_span};
+use tracing::{Instrument, debug, info, info_span, trace};
 
 use crate::config::HttpSection;
 use crate::server::{Shared, conn};
@@ -279,6 +279,7 @@ impl Tunnel {
             }
         };
         x.seq.done(seq, reply.clone());
+        trace!(session = %id, ?cmd, seq, body = body.len(), reply = reply.len(), "RTMPT exchange");
         let ended = x.ended;
         drop(x);
         sess.progressed.notify_waiters();
