@@ -300,3 +300,29 @@ fn session_limits_ident_and_idle_expiry() {
         .is_empty()));
     c.open();
 }
+
+#[test]
+fn http_1_0_with_and_without_keep_alive() {
+    let gw = Gateway::start();
+    // Plain HTTP/1.0: one request, then the server closes.
+    let mut c = Client::connect(gw.http_addr());
+    c.send_raw(b"POST /open/1 HTTP/1.0\r\nContent-Length: 1\r\n\r\n\0");
+    let r = c.read_response().expect("a response");
+    assert_eq!(r.status, 200);
+    let id = String::from_utf8(r.body).unwrap().trim_end().to_string();
+    assert_eq!(id.len(), 32);
+    assert!(c.read_response().is_none(), "HTTP/1.0 connection closed");
+    // HTTP/1.0 with keep-alive: the connection carries several requests.
+    let mut c = Client::connect(gw.http_addr());
+    for seq in 0..3 {
+        c.send_raw(
+            format!(
+                "POST /idle/{id}/{seq} HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n\0"
+            )
+            .as_bytes(),
+        );
+        let r = c.read_response().expect("keep-alive response");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, [0x01]);
+    }
+}
