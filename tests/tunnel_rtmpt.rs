@@ -120,3 +120,45 @@ fn mixed_publish_rtmp_play_rtmpt_and_publish_rtmpt_play_rtmp() {
     check_av_file(&out_a);
     check_av_file(&out_b);
 }
+
+#[test]
+fn a_stalled_rtmpt_player_skips_to_the_next_keyframe_like_a_tcp_player() {
+    ensure_tools();
+    let mut config = wasmgate::config::Config::default();
+    // Small buffers so a short stall overflows both the tunnel pipe and the player queue.
+    config.http.session_buffer_bytes = 4096;
+    config.media.player_queue = 32;
+    let gw = Gateway::start_with(config);
+    let dir = tempfile::tempdir().unwrap();
+    let _publisher = ffmpeg_publish(&gw.url("live/stall"), &fixture_flv_long());
+    assert!(wait_until(Duration::from_secs(10), || publishing(&gw) == 1));
+    let out = dir.path().join("stalled.flv");
+    let mut player = ffmpeg_play(&format!("rtmpt://{}/live/stall", gw.http_addr()), &out, 8.0);
+    assert!(wait_until(Duration::from_secs(10), || file_len(&out) > 50_000));
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &player.pid().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} failed");
+    };
+    // The player stops polling for 4 s: nothing is read from its tunnel meanwhile.
+    signal("-STOP");
+    std::thread::sleep(Duration::from_secs(4));
+    signal("-CONT");
+    let s = player.finish(Duration::from_secs(40));
+    assert!(s.success(), "stalled player failed: {}", player.stderr());
+    check_av_file(&out);
+    // It resumed at a keyframe, seconds later in the stream, instead of catching up on
+    // everything it missed through an unbounded buffer.
+    let packets = ffprobe_packets(&out);
+    let video: Vec<_> = packets
+        .iter()
+        .filter(|p| p.stream_type == "video" && p.dts_time.is_some())
+        .collect();
+    let jump = video
+        .windows(2)
+        .find(|w| w[1].dts_time.unwrap() - w[0].dts_time.unwrap() > 1.0)
+        .expect("no skip in the video timestamps");
+    assert!(jump[1].keyframe, "playback resumed on a non-keyframe");
+}
