@@ -14,9 +14,11 @@ use crate::rtmp::chunk::ChunkLimits;
 
 /// The whole configuration. `Config::default()` is the embedded default the README promises:
 /// RTMP on 0.0.0.0:1935, every app a live app open to everyone.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Seconds a SIGTERM/SIGINT shutdown waits for connections to close before exiting.
+    pub shutdown_timeout_secs: u64,
     pub rtmp: RtmpConfig,
     pub media: MediaSection,
     pub http: HttpSection,
@@ -106,6 +108,18 @@ pub struct TlsSection {
     pub key: Option<PathBuf>,
 }
 
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            shutdown_timeout_secs: 10,
+            rtmp: RtmpConfig::default(),
+            media: MediaSection::default(),
+            http: HttpSection::default(),
+            tls: TlsSection::default(),
+        }
+    }
+}
+
 /// `[rtmp]`: listeners, protocol parameters and per-connection limits.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -134,6 +148,8 @@ pub struct RtmpConfig {
     pub max_chunk_size: u32,
     /// Chunk stream ids one connection may use.
     pub max_chunk_streams: usize,
+    /// Bytes of half-received messages one connection may have buffered in total.
+    pub max_partial_bytes: usize,
     /// NetStreams one connection may create.
     pub max_streams_per_connection: u32,
     /// AMF nesting depth accepted in commands and data.
@@ -159,6 +175,7 @@ impl Default for RtmpConfig {
             max_message_size: chunk.max_message_size,
             max_chunk_size: chunk.max_chunk_size,
             max_chunk_streams: chunk.max_chunk_streams,
+            max_partial_bytes: 32 << 20,
             max_streams_per_connection: 16,
             amf_max_depth: amf.max_depth,
             amf_max_collection_len: amf.max_collection_len,
@@ -181,6 +198,9 @@ pub struct MediaSection {
     /// is disconnected.
     pub player_max_skips: usize,
     pub player_skip_window_secs: u64,
+    /// Players collect media for this many milliseconds and write it in one go; 0 writes
+    /// each message as it arrives. Adds up to this much latency, saves most of the CPU.
+    pub merge_window_ms: u64,
 }
 
 impl Default for MediaSection {
@@ -193,6 +213,7 @@ impl Default for MediaSection {
             player_queue: m.player_queue,
             player_max_skips: 10,
             player_skip_window_secs: 60,
+            merge_window_ms: 100,
         }
     }
 }
@@ -278,6 +299,7 @@ impl Config {
         for (path, v) in [
             ("rtmp.max_connections", r.max_connections),
             ("rtmp.max_chunk_streams", r.max_chunk_streams),
+            ("rtmp.max_partial_bytes", r.max_partial_bytes),
             ("rtmp.amf_max_depth", r.amf_max_depth),
             ("rtmp.amf_max_collection_len", r.amf_max_collection_len),
             ("media.player_queue", self.media.player_queue),
@@ -320,6 +342,12 @@ impl Config {
             (None, Some(_)) => return bad("tls.cert", "tls.key is set but tls.cert is not".into()),
             _ => {}
         }
+        if self.media.merge_window_ms > 1000 {
+            return bad(
+                "media.merge_window_ms",
+                format!("{} is above 1000", self.media.merge_window_ms),
+            );
+        }
         if r.max_streams_per_connection == 0 {
             return bad(
                 "rtmp.max_streams_per_connection",
@@ -348,6 +376,7 @@ impl Config {
                 ..AmfLimits::default()
             },
             max_streams: r.max_streams_per_connection,
+            max_partial_bytes: r.max_partial_bytes,
             ..SessionConfig::default()
         }
     }

@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use tracing::{error, info};
@@ -105,8 +106,14 @@ fn main() -> ExitCode {
         info!(version = env!("CARGO_PKG_VERSION"), "wasmgate running");
         spawn_reload_on_sighup(server.shared.clone());
         wait_for_signal().await;
-        info!("shutting down");
-        server.stop_accepting();
+        let grace = Duration::from_secs(server.shared.config.shutdown_timeout_secs);
+        info!(?grace, "shutting down: no new connections, telling clients");
+        let left = server.shutdown(grace).await;
+        if left > 0 {
+            info!(left, "grace period over; closing the remaining connections");
+        } else {
+            info!("all connections closed");
+        }
         ExitCode::SUCCESS
     })
 }

@@ -92,3 +92,70 @@ fn rtmp_flag_replaces_listeners_and_the_server_accepts() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Starts the binary on 127.0.0.1:0 and returns it with its RTMP address.
+fn spawn_gateway(extra: &[&str]) -> (std::process::Child, String) {
+    let mut child = bin()
+        .args(["--rtmp", "127.0.0.1:0"])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(a) = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+                .filter(|_| line.contains("RTMP listening"))
+            {
+                let _ = tx.send(a.trim_matches('"').to_owned());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("gateway did not start");
+    (child, addr)
+}
+
+#[test]
+fn sigterm_tells_clients_and_exits_zero() {
+    use wasmgate::client::RtmpClient;
+    let (mut child, addr) = spawn_gateway(&[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = RtmpClient::connect(&format!("rtmp://{addr}/live"), vec![])
+            .await
+            .unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let info = c
+            .wait_status(Duration::from_secs(5), |code| {
+                code == "NetConnection.Connect.Closed"
+            })
+            .await;
+        assert!(info.is_ok(), "{info:?}");
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0));
+}

@@ -11,9 +11,11 @@
 
 pub mod amf;
 pub mod chunk;
+pub mod client;
 pub mod command;
 pub mod handshake;
 pub mod message;
+mod output;
 pub mod session;
 
 pub use session::{Event, Session, SessionConfig, SessionError};

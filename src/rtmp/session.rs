@@ -21,23 +21,13 @@ use super::amf::{
     Amf0Value, AmfError, AmfLimits, decode_amf0_all, decode_amf3_message, encode_amf0_all,
     encode_amf3_message,
 };
-use super::chunk::{
-    ChunkDecoder, ChunkEncoder, ChunkError, ChunkLimits, MessageHeader, RawMessage,
-};
+use super::chunk::{ChunkDecoder, ChunkError, ChunkLimits, MessageHeader, RawMessage};
 use super::command::{Command, ConnectRequest, StreamName, status_object};
 use super::handshake::{HandshakeError, ServerHandshake};
 use super::message::{ControlMessage, MessageError, UserControlEvent, msg_type, split_aggregate};
+use super::output::Output;
 
-/// Chunk stream ids this server writes on. Media uses ids that the stateful encoder never
-/// touches, because shared media chunks always start with a full (fmt 0) header.
-pub mod csid {
-    pub const CONTROL: u32 = 2;
-    pub const COMMAND: u32 = 3;
-    pub const STREAM_STATUS: u32 = 5;
-    pub const AUDIO: u32 = 6;
-    pub const VIDEO: u32 = 7;
-    pub const DATA: u32 = 8;
-}
+pub use super::output::csid;
 
 /// Per-connection protocol settings and limits.
 #[derive(Debug, Clone)]
@@ -58,6 +48,8 @@ pub struct SessionConfig {
     pub max_streams: u32,
     /// Messages held while the app decides on a pending connect.
     pub max_pending_messages: usize,
+    /// Bytes of half-received messages held across all chunk streams of one connection.
+    pub max_partial_bytes: usize,
     /// `fmsVer` reported to clients.
     pub fms_ver: String,
 }
@@ -74,6 +66,7 @@ impl Default for SessionConfig {
             amf_limits: AmfLimits::default(),
             max_streams: 16,
             max_pending_messages: 64,
+            max_partial_bytes: 32 << 20,
             fms_ver: "FMS/3,5,7,7009".to_owned(),
         }
     }
@@ -99,6 +92,8 @@ pub enum SessionError {
     PingTimeout(Duration),
     #[error("too many messages while the connect decision is pending (max {0})")]
     PendingOverflow(usize),
+    #[error("{0} bytes of partial messages buffered (max {1})")]
+    PartialOverflow(usize, usize),
 }
 
 /// What a media message carries, as far as routing needs to know.
@@ -190,11 +185,7 @@ pub struct Session {
     handshake: ServerHandshake,
     inbuf: BytesMut,
     decoder: ChunkDecoder,
-    encoder: ChunkEncoder,
-    /// Bytes encoded but not yet moved to `outq`; flushed before any shared `Bytes` is queued so
-    /// that output order is the order of calls.
-    out: BytesMut,
-    outq: VecDeque<Bytes>,
+    output: Output,
     events: VecDeque<Event>,
     /// Messages that arrived while the connect decision was pending.
     held: VecDeque<RawMessage>,
@@ -205,8 +196,6 @@ pub struct Session {
     last_input: Instant,
     ping_sent: Option<Instant>,
     epoch: Instant,
-    /// Replies use AMF3 command messages (type 17) when the client sent connect that way.
-    amf3_commands: bool,
     object_encoding: f64,
     connect_txn: f64,
     streams: HashMap<u32, Role>,
@@ -222,9 +211,7 @@ impl Session {
             handshake: ServerHandshake::new(0),
             inbuf: BytesMut::with_capacity(4096),
             decoder,
-            encoder: ChunkEncoder::new(),
-            out: BytesMut::with_capacity(4096),
-            outq: VecDeque::new(),
+            output: Output::new(),
             events: VecDeque::new(),
             held: VecDeque::new(),
             bytes_in: 0,
@@ -233,7 +220,6 @@ impl Session {
             last_input: now,
             ping_sent: None,
             epoch: now,
-            amf3_commands: false,
             object_encoding: 0.0,
             connect_txn: 1.0,
             streams: HashMap::new(),
@@ -254,7 +240,7 @@ impl Session {
 
     /// Chunk size of everything this session writes after the connect reply.
     pub fn out_chunk_size(&self) -> u32 {
-        self.encoder.chunk_size()
+        self.output.chunk_size()
     }
 
     /// Total bytes received from the peer.
@@ -279,7 +265,10 @@ impl Session {
         self.inbuf.extend_from_slice(data);
 
         if self.phase == Phase::Handshake {
-            if !self.handshake.feed(&mut self.inbuf, &mut self.out)? {
+            if !self
+                .handshake
+                .feed(&mut self.inbuf, self.output.pending_mut())?
+            {
                 return Ok(());
             }
             self.phase = Phase::AwaitConnect;
@@ -296,6 +285,15 @@ impl Session {
             if self.phase == Phase::Closed {
                 break;
             }
+        }
+        // Each message is bounded alone, but many chunk streams each holding a large partial
+        // message would add up; bound the sum.
+        let partial = self.decoder.pending_bytes();
+        if partial > self.cfg.max_partial_bytes {
+            return Err(SessionError::PartialOverflow(
+                partial,
+                self.cfg.max_partial_bytes,
+            ));
         }
         self.maybe_acknowledge();
         Ok(())
@@ -345,32 +343,24 @@ impl Session {
 
     /// Moves every pending output buffer into `out`, in order.
     pub fn drain_transmit(&mut self, out: &mut Vec<Bytes>) {
-        self.flush_out();
-        out.extend(self.outq.drain(..));
+        self.output.drain(out);
     }
 
     /// True when output is waiting.
     pub fn has_transmit(&self) -> bool {
-        !self.out.is_empty() || !self.outq.is_empty()
+        self.output.has_pending()
     }
 
     /// Queues chunk bytes made elsewhere (shared media). They must have been encoded with
     /// [`Session::out_chunk_size`] on a media csid with a fmt-0 first chunk.
     pub fn send_encoded(&mut self, bytes: Bytes) {
-        self.flush_out();
-        self.outq.push_back(bytes);
+        self.output.encoded(bytes);
     }
 
     /// Encodes one media or data message for this session alone (a player whose stream id or
     /// chunk size differs from the shared encoding, or a per-player preamble).
     pub fn send_media(&mut self, csid: u32, header: &MessageHeader, payload: &[u8]) {
-        super::chunk::encode_standalone(
-            csid,
-            header,
-            payload,
-            self.encoder.chunk_size(),
-            &mut self.out,
-        );
+        self.output.standalone(csid, header, payload);
     }
 
     // ---- decisions on events ----
@@ -385,9 +375,7 @@ impl Session {
             size: self.cfg.peer_bandwidth,
             limit_type: 2,
         });
-        let size = self.cfg.out_chunk_size;
-        self.send_control(ControlMessage::SetChunkSize(size));
-        self.encoder.set_chunk_size(size);
+        self.output.set_chunk_size(self.cfg.out_chunk_size);
         self.send_control(ControlMessage::UserControl(UserControlEvent::StreamBegin(
             0,
         )));
@@ -620,14 +608,13 @@ impl Session {
         } else {
             csid::STREAM_STATUS
         };
-        let payload = self.command_payload(&[
+        let values = [
             Amf0Value::string("onStatus"),
             Amf0Value::Number(0.0),
             Amf0Value::Null,
             info,
-        ]);
-        let type_id = self.command_type();
-        self.write_message(csid, type_id, stream_id, 0, &payload);
+        ];
+        self.output.command(csid, stream_id, &values);
     }
 
     /// Tells the client the connection is closing (`NetConnection.Connect.Closed`).
@@ -662,7 +649,8 @@ impl Session {
                     ));
                 };
                 if cmd.name == "connect" && self.phase == Phase::AwaitConnect {
-                    self.amf3_commands = type_id == msg_type::COMMAND_AMF3;
+                    // Replies use AMF3 command messages when the client sent connect that way.
+                    self.output.amf3_commands = type_id == msg_type::COMMAND_AMF3;
                 }
                 self.handle_command(msg.header.stream_id, cmd)
             }
@@ -1019,64 +1007,16 @@ impl Session {
         now.saturating_duration_since(self.epoch).as_millis() as u32
     }
 
-    fn flush_out(&mut self) {
-        if !self.out.is_empty() {
-            self.outq.push_back(self.out.split().freeze());
-        }
-    }
-
-    fn write_message(
-        &mut self,
-        csid: u32,
-        type_id: u8,
-        stream_id: u32,
-        timestamp: u32,
-        payload: &[u8],
-    ) {
-        let header = MessageHeader {
-            timestamp,
-            type_id,
-            stream_id,
-        };
-        self.encoder.encode(csid, &header, payload, &mut self.out);
-    }
-
     fn send_control(&mut self, ctrl: ControlMessage) {
-        let payload = ctrl.encode_payload();
-        self.write_message(csid::CONTROL, ctrl.type_id(), 0, 0, &payload);
-    }
-
-    fn command_type(&self) -> u8 {
-        if self.amf3_commands {
-            msg_type::COMMAND_AMF3
-        } else {
-            msg_type::COMMAND_AMF0
-        }
-    }
-
-    fn command_payload(&self, values: &[Amf0Value]) -> Vec<u8> {
-        if self.amf3_commands {
-            encode_amf3_message(values)
-        } else {
-            encode_amf0_all(values)
-        }
+        self.output.control(ctrl);
     }
 
     fn send_command(&mut self, stream_id: u32, values: &[Amf0Value]) {
-        let payload = self.command_payload(values);
-        let type_id = self.command_type();
-        self.write_message(csid::COMMAND, type_id, stream_id, 0, &payload);
+        self.output.command(csid::COMMAND, stream_id, values);
     }
 
     fn send_data(&mut self, stream_id: u32, values: &[Amf0Value]) {
-        let payload = encode_amf0_all(values);
-        self.write_message(
-            csid::STREAM_STATUS,
-            msg_type::DATA_AMF0,
-            stream_id,
-            0,
-            &payload,
-        );
+        self.output.data(csid::STREAM_STATUS, stream_id, 0, values);
     }
 }
 

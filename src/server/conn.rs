@@ -7,18 +7,13 @@
 use std::collections::HashMap;
 use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
-use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_stream::StreamMap;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::Shared;
@@ -46,6 +41,8 @@ enum ConnError {
     TooSlow,
     #[error("kicked by an operator")]
     Kicked,
+    #[error("server shutting down")]
+    Shutdown,
 }
 
 /// Serves one connection until either side closes it; logs why it ended.
@@ -80,6 +77,7 @@ where
 struct Playing {
     name: String,
     player: Player,
+    rx: broadcast::Receiver<MediaItem>,
     /// Keeps the player counted on its stream until this entry is dropped.
     _guard: PlayerGuard,
 }
@@ -92,7 +90,6 @@ struct Conn {
     app: Option<AppPath>,
     publishers: HashMap<u32, Publisher>,
     playing: HashMap<u32, Playing>,
-    rings: StreamMap<u32, BroadcastStream<MediaItem>>,
     out: Vec<Bytes>,
     bytes_out: u64,
 }
@@ -107,7 +104,6 @@ impl Conn {
             app: None,
             publishers: HashMap::new(),
             playing: HashMap::new(),
-            rings: StreamMap::new(),
             out: Vec::new(),
             bytes_out: 0,
         }
@@ -123,6 +119,24 @@ impl Conn {
         let handshake_timeout = Duration::from_secs(cfg.handshake_timeout_secs);
         let write_timeout = Duration::from_secs(cfg.write_timeout_secs);
         let handshake_deadline = tokio::time::Instant::now() + handshake_timeout;
+        // With a merge window, players do not wake per message: they sleep for the window,
+        // then take everything the rings hold and write it at once (fewer wakeups, fewer and
+        // larger writes, at the cost of up to one window of latency).
+        let merge = Duration::from_millis(self.shared.config.media.merge_window_ms);
+        // Drain ticks fall on common boundaries, so all players of the process wake together
+        // and the runtime handles them in one burst instead of one wakeup each.
+        let epoch = tokio::time::Instant::from_std(self.shared.started_at);
+        let next_tick = |now: tokio::time::Instant| {
+            let w = merge.as_nanos().max(1);
+            let since = now.saturating_duration_since(epoch).as_nanos();
+            epoch + Duration::from_nanos(((since / w + 1) * w) as u64)
+        };
+        let mut next_drain: Option<tokio::time::Instant> = None;
+        let mut shutdown = self.shared.shutdown_signal();
+        if *shutdown.borrow_and_update() {
+            return Err(ConnError::Shutdown);
+        }
+        let mut watch_shutdown = true;
         loop {
             self.flush(&mut wr, write_timeout).await?;
             if self.session.is_closed() {
@@ -136,6 +150,13 @@ impl Conn {
             if !self.session.is_connected() {
                 deadline = deadline.min(handshake_deadline);
             }
+            let playing = !self.playing.is_empty();
+            let drain_at = if playing && !merge.is_zero() {
+                *next_drain.get_or_insert_with(|| next_tick(tokio::time::Instant::now()))
+            } else {
+                next_drain = None;
+                deadline
+            };
             tokio::select! {
                 r = rd.read(&mut rbuf) => {
                     let n = r?;
@@ -153,9 +174,23 @@ impl Conn {
                         return Err(e.into());
                     }
                 }
-                Some((stream_id, item)) = self.rings.next(), if !self.rings.is_empty() => {
+                (stream_id, item) = recv_any(&mut self.playing), if playing && merge.is_zero() => {
                     self.on_ring_item(stream_id, item)?;
-                    self.drain_ready_rings()?;
+                    self.drain_ready_rings(MEDIA_BATCH)?;
+                }
+                _ = tokio::time::sleep_until(drain_at), if playing && !merge.is_zero() => {
+                    // Everything the ring holds; it is bounded by `media.player_queue`.
+                    self.drain_ready_rings(usize::MAX)?;
+                    next_drain = Some(next_tick(tokio::time::Instant::now()));
+                }
+                changed = shutdown.changed(), if watch_shutdown => {
+                    // An error means the server itself is gone; stop watching.
+                    watch_shutdown = changed.is_ok();
+                    if *shutdown.borrow() {
+                        self.session.close_notify("Server is shutting down.");
+                        let _ = self.flush(&mut wr, write_timeout).await;
+                        return Err(ConnError::Shutdown);
+                    }
                 }
                 _ = self.client.kicked() => {
                     self.session.close_notify("Kicked by the server operator.");
@@ -174,12 +209,19 @@ impl Conn {
 
     /// Takes every ring item that is ready without waiting, up to a batch, so one write carries
     /// many messages.
-    fn drain_ready_rings(&mut self) -> Result<(), ConnError> {
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        for _ in 0..MEDIA_BATCH {
-            match Pin::new(&mut self.rings).poll_next(&mut cx) {
-                Poll::Ready(Some((stream_id, item))) => self.on_ring_item(stream_id, item)?,
-                _ => break,
+    fn drain_ready_rings(&mut self, max: usize) -> Result<(), ConnError> {
+        let ids: Vec<u32> = self.playing.keys().copied().collect();
+        for stream_id in ids {
+            for _ in 0..max {
+                let Some(p) = self.playing.get_mut(&stream_id) else {
+                    break;
+                };
+                let item = match p.rx.try_recv() {
+                    Ok(item) => Ok(item),
+                    Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                    Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
+                };
+                self.on_ring_item(stream_id, item)?;
             }
         }
         Ok(())
@@ -263,7 +305,6 @@ impl Conn {
                     reset,
                 } => self.start_play(stream_id, name, start, reset),
                 Event::StopPlay { stream_id } => {
-                    self.rings.remove(&stream_id);
                     if let Some(p) = self.playing.remove(&stream_id) {
                         debug!(stream = %p.name, "stopped playing");
                     }
@@ -328,7 +369,6 @@ impl Conn {
 
     fn start_play(&mut self, stream_id: u32, name: StreamName, start: f64, reset: bool) {
         let key = self.key(&name);
-        self.rings.remove(&stream_id);
         self.playing.remove(&stream_id);
         let sub = self.shared.registry.play(key.clone());
         info!(stream = %key, start, live = sub.live, "playing");
@@ -357,12 +397,12 @@ impl Conn {
                 self.send_frame(stream_id, f, ts);
             }
         }
-        self.rings.insert(stream_id, BroadcastStream::new(sub.rx));
         self.playing.insert(
             stream_id,
             Playing {
                 name: name.name,
                 player,
+                rx: sub.rx,
                 _guard: sub.guard,
             },
         );
@@ -371,7 +411,7 @@ impl Conn {
     fn on_ring_item(
         &mut self,
         stream_id: u32,
-        item: Result<MediaItem, BroadcastStreamRecvError>,
+        item: Result<MediaItem, RecvError>,
     ) -> Result<(), ConnError> {
         let Some(p) = self.playing.get_mut(&stream_id) else {
             return Ok(());
@@ -391,7 +431,8 @@ impl Conn {
                 let name = p.name.clone();
                 self.session.play_unpublish_notify(stream_id, &name);
             }
-            Err(BroadcastStreamRecvError::Lagged(n)) => {
+            Err(RecvError::Closed) => {}
+            Err(RecvError::Lagged(n)) => {
                 debug!(
                     missed = n,
                     "player fell behind; skipping to the next keyframe"
@@ -448,4 +489,12 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
     }
     bufs.clear();
     wr.flush().await
+}
+
+/// The next item from any played stream (used when media is written as it arrives).
+async fn recv_any(playing: &mut HashMap<u32, Playing>) -> (u32, Result<MediaItem, RecvError>) {
+    let futs = playing
+        .iter_mut()
+        .map(|(&id, p)| Box::pin(async move { (id, p.rx.recv().await) }));
+    futures_util::future::select_all(futs).await.0
 }

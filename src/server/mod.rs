@@ -35,6 +35,8 @@ pub struct Shared {
     pub tunnel: Arc<Tunnel>,
     /// The TLS acceptor for RTMPS/RTMPTS when a certificate is configured.
     pub tls: TlsState,
+    /// Flips to true when the server shuts down; every connection watches it.
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// Process-wide counters (the admin listener will expose these).
@@ -61,6 +63,7 @@ impl Shared {
             config,
             next_conn_id: AtomicU64::new(1),
             stats: Stats::default(),
+            shutdown: tokio::sync::watch::channel(false).0,
         }))
     }
 
@@ -71,6 +74,15 @@ impl Shared {
 
     pub fn next_conn_id(&self) -> u64 {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A receiver that sees `true` once shutdown began.
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
     }
 }
 
@@ -166,6 +178,20 @@ impl Server {
         for t in &self.tasks {
             t.abort();
         }
+    }
+
+    /// Graceful shutdown: stop accepting, tell every client (`NetConnection.Connect.Closed`),
+    /// and wait up to `grace` for connections to finish. Returns how many were still open.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.stop_accepting();
+        self.shared.shutdown.send_replace(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.shared.stats.connections.load(Ordering::Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.shared.stats.connections.load(Ordering::Relaxed)
     }
 }
 

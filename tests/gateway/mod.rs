@@ -60,3 +60,15 @@ impl Gateway {
         &self.server.shared
     }
 }
+
+/// Polls `f` every 20 ms until it is true or `timeout` passes.
+pub fn wait(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    f()
+}
