@@ -90,6 +90,8 @@ enum ReqError {
     Full(&'static str),
     #[error("{0}")]
     Pipe(#[from] PipeError),
+    #[error("the system random number generator failed; cannot make a session id")]
+    NoRandom,
 }
 
 impl ReqError {
@@ -100,7 +102,7 @@ impl ReqError {
             ReqError::BadSeq(_) | ReqError::Body(_) => StatusCode::BAD_REQUEST,
             ReqError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ReqError::OutOfOrder { .. } => StatusCode::CONFLICT,
-            ReqError::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ReqError::Full(_) | ReqError::NoRandom => StatusCode::SERVICE_UNAVAILABLE,
             ReqError::Pipe(PipeError::Ended) => StatusCode::NOT_FOUND,
             ReqError::Pipe(PipeError::Stalled(_)) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -193,7 +195,7 @@ impl Tunnel {
         transport: &'static str,
         shared: &Arc<Shared>,
     ) -> Result<String, ReqError> {
-        let id = new_session_id();
+        let id = new_session_id().ok_or(ReqError::NoRandom)?;
         let (near, far) = tokio::io::duplex(self.cfg.session_buffer_bytes);
         {
             let mut t = self.lock();
@@ -301,14 +303,13 @@ impl Tunnel {
 }
 
 /// 128 random bits, hex: the session id is the only credential a tunnel request carries.
-fn new_session_id() -> String {
+/// `None` when the OS random source fails (then no session is opened: a guessable id would be
+/// worse than a refusal).
+fn new_session_id() -> Option<String> {
     use ring::rand::{SecureRandom, SystemRandom};
     let mut b = [0u8; 16];
-    if SystemRandom::new().fill(&mut b).is_err() {
-        // The OS RNG failing is not recoverable in any sane way; ring documents it as rare.
-        panic!("system random number generator failed");
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    SystemRandom::new().fill(&mut b).ok()?;
+    Some(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 /// Serves RTMPT requests on one accepted byte stream (plain or TLS) until the client leaves.
@@ -471,8 +472,8 @@ mod tests {
 
     #[test]
     fn session_ids_are_128_bit_hex_and_distinct() {
-        let a = new_session_id();
-        let b = new_session_id();
+        let a = new_session_id().unwrap();
+        let b = new_session_id().unwrap();
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
