@@ -368,11 +368,10 @@ async fn handle(
     if req.method() != Method::POST {
         return Err(ReqError::Method(req.method().clone()));
     }
-    let path = req.uri().path().to_owned();
-    let mut parts = path.trim_start_matches('/').split('/');
-    let first = parts.next().unwrap_or("");
+    let (head, body) = req.into_parts();
+    let route = parse_route(head.uri.path())?;
     // Refuse an oversized body before reading any of it.
-    if let Some(len) = req.headers().get(CONTENT_LENGTH) {
+    if let Some(len) = head.headers.get(CONTENT_LENGTH) {
         let len: u64 = len
             .to_str()
             .ok()
@@ -385,7 +384,7 @@ async fn handle(
     let body_timeout = Duration::from_secs(shared.config.rtmp.handshake_timeout_secs);
     let body = match tokio::time::timeout(
         body_timeout,
-        Limited::new(req.into_body(), cfg.max_body_bytes).collect(),
+        Limited::new(body, cfg.max_body_bytes).collect(),
     )
     .await
     {
@@ -400,14 +399,42 @@ async fn handle(
         Ok(Err(e)) => return Err(ReqError::Body(e.to_string())),
         Ok(Ok(c)) => c.to_bytes(),
     };
-    match first {
-        "fcs" if parts.next() == Some("ident2") => match &cfg.ident {
+    match route {
+        Route::Ident => match &cfg.ident {
             Some(ident) => Ok(reply(Bytes::from(ident.clone()))),
             None => Err(ReqError::NotFound),
         },
-        "open" => {
+        Route::Open => {
             let id = tunnel.open(peer, transport, shared)?;
             Ok(reply(Bytes::from(format!("{id}\n"))))
+        }
+        Route::Session { cmd, id, seq } => {
+            let write_limit = Duration::from_secs(shared.config.rtmp.write_timeout_secs);
+            let out = tunnel.exchange(cmd, id, seq, body, write_limit).await?;
+            Ok(reply(out))
+        }
+    }
+}
+
+/// What a request path asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Ident,
+    Open,
+    Session { cmd: Cmd, id: &'a str, seq: u64 },
+}
+
+/// `/fcs/ident2`, `/open/<n>`, `/{send,idle,close}/<id>/<seq>`; anything else is refused
+/// before the body is read.
+fn parse_route(path: &str) -> Result<Route<'_>, ReqError> {
+    let mut parts = path.trim_start_matches('/').split('/');
+    let first = parts.next().unwrap_or("");
+    let route = match first {
+        "fcs" if parts.next() == Some("ident2") => Route::Ident,
+        // librtmp and ffmpeg both send `/open/1`; the number carries nothing.
+        "open" => {
+            parts.next();
+            Route::Open
         }
         "send" | "idle" | "close" => {
             let cmd = match first {
@@ -417,18 +444,17 @@ async fn handle(
             };
             let id = parts.next().unwrap_or("");
             let seq_text = parts.next().unwrap_or("");
-            if parts.next().is_some() {
-                return Err(ReqError::NotFound);
-            }
             let seq: u64 = seq_text
                 .parse()
-                .map_err(|_| ReqError::BadSeq(seq_text.to_owned()))?;
-            let write_limit = Duration::from_secs(shared.config.rtmp.write_timeout_secs);
-            let out = tunnel.exchange(cmd, id, seq, body, write_limit).await?;
-            Ok(reply(out))
+                .map_err(|_| ReqError::BadSeq(seq_text.chars().take(32).collect()))?;
+            Route::Session { cmd, id, seq }
         }
-        _ => Err(ReqError::NotFound),
+        _ => return Err(ReqError::NotFound),
+    };
+    if parts.next().is_some() {
+        return Err(ReqError::NotFound);
     }
+    Ok(route)
 }
 
 fn reply(body: Bytes) -> Response<Full<Bytes>> {
@@ -477,6 +503,48 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(parse_route("/fcs/ident2").unwrap(), Route::Ident);
+        assert_eq!(parse_route("/open/1").unwrap(), Route::Open);
+        assert_eq!(
+            parse_route("/idle/abc/7").unwrap(),
+            Route::Session {
+                cmd: Cmd::Idle,
+                id: "abc",
+                seq: 7
+            }
+        );
+        assert!(matches!(
+            parse_route("/send/abc/x"),
+            Err(ReqError::BadSeq(_))
+        ));
+        assert!(matches!(
+            parse_route("/send/abc/-1"),
+            Err(ReqError::BadSeq(_))
+        ));
+        assert!(matches!(
+            parse_route("/close/abc/1/2"),
+            Err(ReqError::NotFound)
+        ));
+        assert!(matches!(parse_route("/"), Err(ReqError::NotFound)));
+        assert!(matches!(parse_route("/fcs/ident"), Err(ReqError::NotFound)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_path_parses_or_is_refused_without_panicking(path in "\\PC{0,64}") {
+            let _ = parse_route(&path);
+        }
+
+        #[test]
+        fn session_paths_round_trip(id in "[0-9a-f]{1,32}", seq in proptest::num::u64::ANY) {
+            let path = format!("/send/{id}/{seq}");
+            let r = parse_route(&path).unwrap();
+            proptest::prop_assert_eq!(r, Route::Session { cmd: Cmd::Send, id: &id, seq });
+        }
     }
 
     #[test]
