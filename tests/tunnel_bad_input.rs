@@ -326,3 +326,31 @@ fn http_1_0_with_and_without_keep_alive() {
         assert_eq!(r.body, [0x01]);
     }
 }
+
+#[test]
+fn silent_http_connections_are_closed_after_the_handshake_timeout() {
+    let mut config = Config::default();
+    config.rtmp.handshake_timeout_secs = 1;
+    let gw = Gateway::start_with(config);
+    // Idle between requests on a keep-alive connection.
+    let mut c = Client::connect(gw.http_addr());
+    let id = c.open();
+    assert_eq!(id.len(), 32);
+    std::thread::sleep(Duration::from_millis(1500));
+    c.send_raw(format!("POST /idle/{id}/0 HTTP/1.1\r\nContent-Length: 1\r\n\r\n\0").as_bytes());
+    assert!(
+        c.read_response().is_none(),
+        "idle keep-alive connection still open"
+    );
+    // Half a request line, then nothing.
+    let mut h = Client::connect(gw.addr);
+    h.send_raw(b"POST /ope");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(h.read_response().is_none() || h.read_response().is_none());
+    assert!(wait_until(Duration::from_secs(5), || gw
+        .shared()
+        .stats
+        .connections
+        .load(std::sync::atomic::Ordering::Relaxed)
+        <= 1));
+}
