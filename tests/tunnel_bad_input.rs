@@ -1,7 +1,8 @@
 //! RTMPT protocol edges with a raw HTTP client: framing librtmp depends on, sequence retries
 //! and reordering, and bad input (unknown session, wrong method, huge or truncated bodies,
 //! garbage after a valid open, limits, expiry) answered with clean HTTP errors while a real
-//! ffmpeg player on the same listener keeps playing.
+//! ffmpeg player on the same listener keeps playing; and NetConnection calls made by the
+//! project's own sans-IO client through the tunnel.
 
 mod common;
 mod gateway;
@@ -353,4 +354,107 @@ fn silent_http_connections_are_closed_after_the_handshake_timeout() {
         .connections
         .load(std::sync::atomic::Ordering::Relaxed)
         <= 1));
+}
+
+/// The project's sans-IO RTMP client driven through raw RTMPT requests: what it queues goes out
+/// in `/send`, otherwise `/idle` polls; reply bytes after the polling byte go back in.
+struct TunnelClient {
+    http: Client,
+    id: String,
+    seq: u64,
+    session: wasmgate::rtmp::client::ClientSession,
+}
+
+impl TunnelClient {
+    fn connect(addr: SocketAddr, app: &str) -> TunnelClient {
+        use wasmgate::rtmp::client::{ClientConfig, ClientSession};
+        let mut http = Client::connect(addr);
+        let id = http.open();
+        let cfg = ClientConfig::new(app, format!("rtmpt://{addr}/{app}"));
+        TunnelClient {
+            http,
+            id,
+            seq: 0,
+            session: ClientSession::new(cfg),
+        }
+    }
+
+    fn pump(&mut self) {
+        let mut out = Vec::new();
+        self.session.drain_transmit(&mut out);
+        let body: Vec<u8> = out.iter().flat_map(|b| b.iter().copied()).collect();
+        let (cmd, body) = if body.is_empty() {
+            ("idle", vec![0u8])
+        } else {
+            ("send", body)
+        };
+        let r = self
+            .http
+            .request("POST", &format!("/{cmd}/{}/{}", self.id, self.seq), &body);
+        assert_eq!(r.status, 200, "{cmd} {}", self.seq);
+        self.seq += 1;
+        self.session.handle_input(&r.body[1..]).expect("valid RTMP");
+    }
+
+    fn next_event(&mut self) -> wasmgate::rtmp::client::ClientEvent {
+        for _ in 0..200 {
+            if let Some(ev) = self.session.poll_event() {
+                return ev;
+            }
+            self.pump();
+        }
+        panic!("no event through the tunnel");
+    }
+}
+
+#[test]
+fn calls_work_through_the_tunnel_with_the_projects_own_client() {
+    use wasmgate::rtmp::amf::Amf0Value;
+    use wasmgate::rtmp::client::ClientEvent;
+    let gw = Gateway::start();
+    let mut t = TunnelClient::connect(gw.http_addr(), "live");
+    let ClientEvent::Connected { info, .. } = t.next_event() else {
+        panic!("not connected");
+    };
+    assert_eq!(
+        info.get("code").and_then(|v| v.as_str()),
+        Some("NetConnection.Connect.Success")
+    );
+    assert_eq!(
+        gw.shared().clients.list()[0].transport,
+        "rtmpt",
+        "the tunnel session is a client like any other"
+    );
+    let txn = t.session.call("noSuchMethod", &[Amf0Value::Number(1.0)]);
+    match t.next_event() {
+        ClientEvent::Error {
+            transaction_id,
+            values,
+        } if transaction_id == txn => {
+            let info = values.last().unwrap();
+            assert_eq!(
+                info.get("code").and_then(|v| v.as_str()),
+                Some("NetConnection.Call.Failed")
+            );
+        }
+        other => panic!("expected _error, got {other:?}"),
+    }
+    let txn = t.session.call("getStreamLength", &[Amf0Value::string("x")]);
+    match t.next_event() {
+        ClientEvent::Result {
+            transaction_id,
+            values,
+        } if transaction_id == txn => assert_eq!(values, vec![Amf0Value::Number(0.0)]),
+        other => panic!("expected _result, got {other:?}"),
+    }
+    let txn = t.session.create_stream();
+    match t.next_event() {
+        ClientEvent::Result {
+            transaction_id,
+            values,
+        } if transaction_id == txn => {
+            assert!(matches!(values[0], Amf0Value::Number(n) if n >= 1.0))
+        }
+        other => panic!("expected createStream _result, got {other:?}"),
+    }
 }
