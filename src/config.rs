@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::media::MediaConfig;
+use crate::media::{MediaConfig, TakeoverPolicy};
 use crate::rtmp::SessionConfig;
 use crate::rtmp::amf::AmfLimits;
 use crate::rtmp::chunk::ChunkLimits;
@@ -23,6 +23,7 @@ pub struct Config {
     pub media: MediaSection,
     pub http: HttpSection,
     pub tls: TlsSection,
+    pub admin: AdminConfig,
 }
 
 /// `[http]`: RTMPT (RTMP tunnelled over HTTP) — the plain HTTP listeners and the tunnel limits,
@@ -116,6 +117,7 @@ impl Default for Config {
             media: MediaSection::default(),
             http: HttpSection::default(),
             tls: TlsSection::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -201,6 +203,10 @@ pub struct MediaSection {
     /// Players collect media for this many milliseconds and write it in one go; 0 writes
     /// each message as it arrives. Adds up to this much latency, saves most of the CPU.
     pub merge_window_ms: u64,
+    /// A second publisher of a live name: `refuse`, `idle` (take over when the current
+    /// publisher has sent nothing for `takeover_idle_secs`) or `always`.
+    pub takeover: TakeoverPolicy,
+    pub takeover_idle_secs: u64,
 }
 
 impl Default for MediaSection {
@@ -214,8 +220,107 @@ impl Default for MediaSection {
             player_max_skips: 10,
             player_skip_window_secs: 60,
             merge_window_ms: 100,
+            takeover: m.takeover,
+            takeover_idle_secs: m.takeover_idle.as_secs(),
         }
     }
+}
+
+/// `[admin]`: the management listener (JSON API, metrics, dashboard), private by default.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve the admin listener at all.
+    pub enabled: bool,
+    /// Address of the admin listener. `--admin` replaces it.
+    pub listen: SocketAddr,
+    /// Source networks allowed to connect (CIDR; a bare address means a single host).
+    /// Everyone else is closed on accept, before a byte is read. `--admin-allow` replaces it.
+    pub allow: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed; the forwarded client address must
+    /// then be in `allow` too. Empty: the header is ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Bearer token every request must carry. Prefer `token_file` or the
+    /// `WASMGATE_ADMIN_TOKEN` environment variable, which keep it out of `ps` and of this file.
+    pub token: Option<String>,
+    /// File holding the bearer token (surrounding whitespace is trimmed).
+    pub token_file: Option<PathBuf>,
+    /// PEM certificate chain; with `tls_key` the listener speaks HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Admin connections served at once; more are closed on accept.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers, and idle time before a kept-alive
+    /// connection is closed.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 1111)),
+            allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            trusted_proxies: Vec::new(),
+            token: None,
+            token_file: None,
+            tls_cert: None,
+            tls_key: None,
+            max_connections: 64,
+            request_timeout_secs: 10,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The allowlist as networks; errors name the key and entry.
+    pub fn allow_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        parse_nets("admin.allow", &self.allow)
+    }
+
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        parse_nets("admin.trusted_proxies", &self.trusted_proxies)
+    }
+
+    /// The bearer token: `token`, else the contents of `token_file`; `None` means no auth.
+    pub fn resolve_token(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(t) = &self.token {
+            return Ok(Some(t.clone()));
+        }
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: format!("admin.token_file {}", path.display()),
+            source,
+        })?;
+        let t = text.trim();
+        if t.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: "admin.token_file".into(),
+                message: format!("{} is empty", path.display()),
+            });
+        }
+        Ok(Some(t.to_owned()))
+    }
+}
+
+/// Parses CIDRs or bare addresses (`10.0.0.0/8`, `::1`, `192.0.2.7`).
+fn parse_nets(key: &str, entries: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    entries
+        .iter()
+        .map(|e| {
+            let e = e.trim();
+            e.parse::<ipnet::IpNet>()
+                .or_else(|_| e.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| ConfigError::Invalid {
+                    path: key.into(),
+                    message: format!("{e:?} is not a CIDR network or an IP address"),
+                })
+        })
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -348,6 +453,29 @@ impl Config {
                 format!("{} is above 1000", self.media.merge_window_ms),
             );
         }
+        let a = &self.admin;
+        a.allow_nets()?;
+        a.trusted_proxy_nets()?;
+        if a.max_connections == 0 {
+            return bad("admin.max_connections", "must be at least 1".into());
+        }
+        if a.request_timeout_secs == 0 {
+            return bad("admin.request_timeout_secs", "must be at least 1".into());
+        }
+        if a.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return bad(
+                "admin.token",
+                "must not be empty (omit it to disable auth)".into(),
+            );
+        }
+        if a.tls_cert.is_some() != a.tls_key.is_some() {
+            let key = if a.tls_cert.is_some() {
+                "admin.tls_key"
+            } else {
+                "admin.tls_cert"
+            };
+            return bad(key, "tls_cert and tls_key must be given together".into());
+        }
         if r.max_streams_per_connection == 0 {
             return bad(
                 "rtmp.max_streams_per_connection",
@@ -388,6 +516,8 @@ impl Config {
             gop_cache: self.media.gop_cache,
             gop_cache_max_bytes: self.media.gop_cache_max_bytes,
             gop_cache_max_frames: self.media.gop_cache_max_frames,
+            takeover: self.media.takeover,
+            takeover_idle: Duration::from_secs(self.media.takeover_idle_secs),
         }
     }
 }
@@ -446,6 +576,45 @@ mod tests {
     }
 
     #[test]
+    fn admin_keys_parse_and_are_checked() {
+        let c = Config::from_toml(
+            "[admin]\nlisten = \"127.0.0.1:0\"\nallow = [\"10.0.0.0/8\", \"::1\", \"192.0.2.7\"]\n",
+        )
+        .unwrap();
+        let nets = c.admin.allow_nets().unwrap();
+        assert_eq!(nets.len(), 3);
+        assert!(nets[2].contains(&"192.0.2.7".parse::<std::net::IpAddr>().unwrap()));
+        let e = Config::from_toml("[admin]\nallow = [\"10.0.0.0/33\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("admin.allow"), "{e}");
+        let e = Config::from_toml("[admin]\ntrusted_proxies = [\"proxy\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("admin.trusted_proxies"), "{e}");
+        let e = Config::from_toml("[admin]\ntls_cert = \"/x.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("admin.tls_key"), "{e}");
+        let e = Config::from_toml("[admin]\nlisten = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("admin.listen"), "{e}");
+    }
+
+    #[test]
+    fn token_file_is_read_and_trimmed() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), "  s3cret\n").unwrap();
+        let a = AdminConfig {
+            token_file: Some(f.path().to_path_buf()),
+            ..AdminConfig::default()
+        };
+        assert_eq!(a.resolve_token().unwrap().as_deref(), Some("s3cret"));
+        assert_eq!(AdminConfig::default().resolve_token().unwrap(), None);
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let e = Config::from_toml("[rtmp]\nlisten = [\"nope\"]\n")
             .unwrap_err()
@@ -455,6 +624,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("rtmp.chunk_size"), "{e}");
+        let e = Config::from_toml("[media]\ntakeover = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("media.takeover"), "{e}");
         let e = Config::from_toml("[rtmp]\nchunk_size = \"big\"\n")
             .unwrap_err()
             .to_string();

@@ -32,6 +32,28 @@ struct Cli {
     /// PEM private key for --tls-cert. Both files are re-read on SIGHUP.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Admin listener address (JSON API, /metrics, dashboard). Replaces `admin.listen`.
+    #[arg(long = "admin", value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    /// Turn the admin listener off.
+    #[arg(long, conflicts_with = "admin")]
+    no_admin: bool,
+    /// Network allowed to reach the admin listener (CIDR or address); repeat for several.
+    /// Replaces `admin.allow`.
+    #[arg(long = "admin-allow", value_name = "CIDR")]
+    admin_allow: Vec<String>,
+    /// Bearer token for the admin API. Visible in `ps`: prefer --admin-token-file or the
+    /// WASMGATE_ADMIN_TOKEN environment variable.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "WASMGATE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
+    /// File holding the admin bearer token (wins over --admin-token and the variable).
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -68,11 +90,42 @@ fn main() -> ExitCode {
         config.tls.cert = cli.tls_cert.clone();
         config.tls.key = cli.tls_key.clone();
     }
+    if let Some(addr) = cli.admin {
+        config.admin.listen = addr;
+        config.admin.enabled = true;
+    }
+    if cli.no_admin {
+        config.admin.enabled = false;
+    }
+    if !cli.admin_allow.is_empty() {
+        config.admin.allow = cli.admin_allow.clone();
+    }
+    if let Some(t) = &cli.admin_token {
+        config.admin.token = Some(t.clone());
+        config.admin.token_file = None;
+    }
+    if let Some(f) = &cli.admin_token_file {
+        config.admin.token_file = Some(f.clone());
+        config.admin.token = None;
+    }
+    // Flags go through the same checks as the file, so a bad --admin-allow names its key.
     if let Err(e) = config.validate() {
         eprintln!("wasmgate: config error: {e}");
         return ExitCode::from(2);
     }
+    // An unreadable token file is a configuration error too, found before anything starts.
+    if config.admin.enabled
+        && !cli.print_config
+        && let Err(e) = config.admin.resolve_token()
+    {
+        eprintln!("wasmgate: config error: {e}");
+        return ExitCode::from(2);
+    }
     if cli.print_config {
+        // Never print the secret itself.
+        if config.admin.token.is_some() {
+            config.admin.token = Some("<redacted>".into());
+        }
         match toml::to_string_pretty(&config) {
             Ok(text) => {
                 print!("{text}");

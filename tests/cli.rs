@@ -66,7 +66,7 @@ fn print_config_shows_the_embedded_default() {
 #[test]
 fn rtmp_flag_replaces_listeners_and_the_server_accepts() {
     let mut child = bin()
-        .args(["--rtmp", "127.0.0.1:0"])
+        .args(["--rtmp", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -96,7 +96,7 @@ fn rtmp_flag_replaces_listeners_and_the_server_accepts() {
 /// Starts the binary on 127.0.0.1:0 and returns it with its RTMP address.
 fn spawn_gateway(extra: &[&str]) -> (std::process::Child, String) {
     let mut child = bin()
-        .args(["--rtmp", "127.0.0.1:0"])
+        .args(["--rtmp", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
         .args(extra)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())

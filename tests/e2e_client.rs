@@ -257,6 +257,10 @@ fn enhanced_rtmp_fourcc_video_passes_through_untouched_to_late_players() {
         let sid = player.create_stream().await.unwrap();
         player.session().play(sid, "ertmp", -2.0);
         player.flush().await.unwrap();
+        player
+            .wait_status(Duration::from_secs(5), |c| c == "NetStream.Play.Start")
+            .await
+            .unwrap();
         publisher.session().send_media(pid, 9, 99, &av1_key);
         publisher.flush().await.unwrap();
         let mut got = Vec::new();

@@ -254,3 +254,52 @@ fn instances_are_separate_namespaces() {
     );
     assert!(file_len(&other) < 1000);
 }
+
+#[test]
+fn reconnecting_publisher_takes_over_a_half_dead_stream_and_players_keep_playing() {
+    ensure_tools();
+    let mut cfg = wasmgate::config::Config::default();
+    cfg.media.takeover_idle_secs = 1;
+    let gw = Gateway::start_with(cfg);
+    let dir = tempfile::tempdir().unwrap();
+    let url = gw.url("live/takeover");
+    let mut old = ffmpeg_publish(&url, &fixture_flv_long());
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = dir.path().join("across.flv");
+    let mut player = ffmpeg_play(&url, &out, 9.0);
+    std::thread::sleep(Duration::from_millis(2500));
+
+    // The old publisher freezes: its TCP connection stays open but sends nothing.
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &old.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    // While it was active a second publisher would be refused; once idle, it may take over.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut new = ffmpeg_publish(&url, &fixture_flv_long());
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(new.is_running(), "new publisher refused: {}", new.stderr());
+    assert!(
+        wait_until(Duration::from_secs(5), || gw.shared().clients.len() == 2),
+        "the half-dead publisher's connection should have been closed"
+    );
+    let status = player.finish(Duration::from_secs(40));
+    assert!(
+        status.success(),
+        "player failed across the switch: {}",
+        player.stderr()
+    );
+    let packets = check_av_file(&out);
+    let last = packets
+        .iter()
+        .filter(|p| p.stream_type == "video")
+        .filter_map(|p| p.dts_time)
+        .fold(0.0, f64::max);
+    assert!(
+        last >= 8.0,
+        "player stopped at {last} s instead of playing across the switch"
+    );
+    assert_monotonic(&packets);
+    old.kill();
+}

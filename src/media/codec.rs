@@ -64,9 +64,75 @@ pub fn inspect_audio(payload: &[u8]) -> FrameInfo {
     }
 }
 
+/// A short codec name for an FLV video tag body: legacy codec ids or the Enhanced RTMP FourCC.
+pub fn video_codec_name(payload: &[u8]) -> Option<&'static str> {
+    let b0 = *payload.first()?;
+    if b0 & 0x80 != 0 {
+        return Some(match payload.get(1..5)? {
+            b"avc1" => "h264",
+            b"hvc1" => "h265",
+            b"av01" => "av1",
+            b"vp09" => "vp9",
+            b"vp08" => "vp8",
+            _ => "other",
+        });
+    }
+    Some(match b0 & 0x0f {
+        2 => "h263",
+        3 => "screen",
+        4 => "vp6",
+        5 => "vp6a",
+        6 => "screen2",
+        7 => "h264",
+        12 => "h265",
+        _ => "other",
+    })
+}
+
+/// A short codec name for an FLV audio tag body (legacy sound format or Enhanced RTMP FourCC).
+pub fn audio_codec_name(payload: &[u8]) -> Option<&'static str> {
+    let b0 = *payload.first()?;
+    Some(match b0 >> 4 {
+        0 | 3 => "pcm",
+        1 => "adpcm",
+        2 | 14 => "mp3",
+        4..=6 => "nellymoser",
+        7 => "g711a",
+        8 => "g711u",
+        9 => match payload.get(1..5)? {
+            b"Opus" => "opus",
+            b"fLaC" => "flac",
+            b"ac-3" => "ac3",
+            b"ec-3" => "eac3",
+            b".mp3" => "mp3",
+            b"mp4a" => "aac",
+            _ => "other",
+        },
+        10 => "aac",
+        11 => "speex",
+        _ => "other",
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codec_names() {
+        assert_eq!(video_codec_name(&[0x17, 0]), Some("h264"));
+        assert_eq!(
+            video_codec_name(&[0x90, b'a', b'v', b'0', b'1']),
+            Some("av1")
+        );
+        assert_eq!(video_codec_name(&[]), None);
+        assert_eq!(audio_codec_name(&[0xaf, 0]), Some("aac"));
+        assert_eq!(
+            audio_codec_name(&[0x90, b'O', b'p', b'u', b's']),
+            Some("opus")
+        );
+        assert_eq!(audio_codec_name(&[0x2f]), Some("mp3"));
+    }
 
     #[test]
     fn avc() {

@@ -12,5 +12,6 @@ pub mod registry;
 
 pub use player::{Admit, Player};
 pub use registry::{
-    Frame, MediaConfig, MediaItem, PublishError, Publisher, Registry, StreamKey, Subscription,
+    Frame, MediaConfig, MediaItem, PublishError, Publisher, Registry, StreamKey, StreamStats,
+    Subscription, TakeoverPolicy,
 };

@@ -2,12 +2,14 @@
 //! metadata, sequence headers and current GOP, and the broadcast ring players read from.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::broadcast;
 
-use super::codec::{FrameInfo, inspect_audio, inspect_video};
+use super::codec::{FrameInfo, audio_codec_name, inspect_audio, inspect_video, video_codec_name};
 use crate::rtmp::chunk::{MessageHeader, encode_standalone};
 use crate::rtmp::session::{MediaKind, csid};
 
@@ -27,6 +29,23 @@ pub struct MediaConfig {
     /// Bytes of payload the GOP cache may hold before it is dropped until the next keyframe.
     pub gop_cache_max_bytes: usize,
     pub gop_cache_max_frames: usize,
+    /// What a second publisher of a live name gets.
+    pub takeover: TakeoverPolicy,
+    /// For [`TakeoverPolicy::Idle`]: how long the current publisher must have sent nothing.
+    pub takeover_idle: std::time::Duration,
+}
+
+/// Whether a new publisher may take a stream name over from the current one (a publisher that
+/// reconnected from a new network while its old connection is half-dead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TakeoverPolicy {
+    /// Never: the newcomer gets `NetStream.Publish.BadName`.
+    Refuse,
+    /// Only when the current publisher has sent nothing for `takeover_idle`.
+    Idle,
+    /// Always: the newest publisher wins.
+    Always,
 }
 
 impl Default for MediaConfig {
@@ -37,6 +56,8 @@ impl Default for MediaConfig {
             gop_cache: true,
             gop_cache_max_bytes: 16 << 20,
             gop_cache_max_frames: 4096,
+            takeover: TakeoverPolicy::Idle,
+            takeover_idle: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -111,7 +132,13 @@ struct Stream {
 
 #[derive(Default)]
 struct StreamState {
+    /// Connection id of the current publisher.
     publisher: Option<u64>,
+    /// Bumped by every publish, so a displaced publisher's handle knows it no longer owns
+    /// the stream.
+    publisher_epoch: u64,
+    /// When the current publisher last sent a message.
+    last_ingest: Option<std::time::Instant>,
     players: usize,
     metadata: Option<Arc<Frame>>,
     video_header: Option<Arc<Frame>>,
@@ -125,12 +152,81 @@ struct StreamState {
     last_ts: u32,
     last_video_ts: u32,
     last_audio_ts: u32,
+    /// Codec names seen in the current publisher's stream (`h264`, `aac`, `av01`, ...).
+    video_codec: Option<&'static str>,
+    audio_codec: Option<&'static str>,
+    /// Payload bytes and video frames of the current publisher, for the admin API.
+    bytes: u64,
+    video_frames: u64,
+    rate: RateWindow,
+}
+
+/// Bitrate and frame rate over roughly the last second, updated as frames arrive (under the
+/// stream lock the publisher already holds, so it costs no extra synchronisation).
+#[derive(Default)]
+struct RateWindow {
+    start: Option<Instant>,
+    bytes: u64,
+    frames: u64,
+    /// Last completed window: bits per second, video frames per second, when it ended.
+    bitrate_bps: u64,
+    fps: f64,
+    updated: Option<Instant>,
+}
+
+impl RateWindow {
+    const SPAN: Duration = Duration::from_secs(1);
+
+    fn add(&mut self, now: Instant, bytes: usize, video_frame: bool) {
+        let start = *self.start.get_or_insert(now);
+        self.bytes += bytes as u64;
+        self.frames += u64::from(video_frame);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= Self::SPAN {
+            let secs = elapsed.as_secs_f64();
+            self.bitrate_bps = (self.bytes as f64 * 8.0 / secs) as u64;
+            self.fps = self.frames as f64 / secs;
+            self.updated = Some(now);
+            self.start = Some(now);
+            self.bytes = 0;
+            self.frames = 0;
+        }
+    }
+
+    /// (bitrate, fps), zero once the stream has been silent for a few seconds.
+    fn current(&self, now: Instant) -> (u64, f64) {
+        match self.updated {
+            Some(t) if now.saturating_duration_since(t) < 3 * Self::SPAN => {
+                (self.bitrate_bps, (self.fps * 100.0).round() / 100.0)
+            }
+            _ => (0, 0.0),
+        }
+    }
+}
+
+/// What the admin API reports about one stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamStats {
+    pub key: StreamKey,
+    /// Connection id of the publisher, if one is live.
+    pub publisher: Option<u64>,
+    pub players: usize,
+    pub video_codec: Option<&'static str>,
+    pub audio_codec: Option<&'static str>,
+    /// Payload bits per second over the last second.
+    pub bitrate_bps: u64,
+    /// Video frames per second over the last second.
+    pub fps: f64,
+    /// Payload bytes since the current publisher started.
+    pub bytes: u64,
 }
 
 /// All live streams of the gateway.
 pub struct Registry {
     cfg: MediaConfig,
     streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
+    /// Messages ingested from all publishers since start.
+    messages_in: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -143,6 +239,7 @@ impl Registry {
         Arc::new(Registry {
             cfg,
             streams: Mutex::new(HashMap::new()),
+            messages_in: AtomicU64::new(0),
         })
     }
 
@@ -183,29 +280,89 @@ impl Registry {
         v
     }
 
-    /// Claims the publisher slot of `key`.
+    /// Messages ingested from all publishers since start.
+    pub fn messages_in(&self) -> u64 {
+        self.messages_in.load(Ordering::Relaxed)
+    }
+
+    /// Per-stream statistics, sorted by key.
+    pub fn stats(&self) -> Vec<StreamStats> {
+        let now = Instant::now();
+        let streams: Vec<Arc<Stream>> = lock(&self.streams).values().cloned().collect();
+        let mut v: Vec<_> = streams
+            .iter()
+            .map(|s| {
+                let st = lock(&s.state);
+                let (bitrate_bps, fps) = st.rate.current(now);
+                StreamStats {
+                    key: s.key.clone(),
+                    publisher: st.publisher,
+                    players: st.players,
+                    video_codec: st.video_codec,
+                    audio_codec: st.audio_codec,
+                    bitrate_bps,
+                    fps,
+                    bytes: st.bytes,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v
+    }
+
+    /// Connection id publishing `key`, if any.
+    pub fn publisher_of(&self, key: &StreamKey) -> Option<u64> {
+        let stream = lock(&self.streams).get(key).cloned()?;
+        lock(&stream.state).publisher
+    }
+
+    /// Claims the publisher slot of `key`. With a takeover the displaced publisher's
+    /// connection id comes back too, so the caller can close that connection; players stay
+    /// attached and continue on the new publisher's keyframe.
     pub fn publish(
         self: &Arc<Self>,
         key: StreamKey,
         conn_id: u64,
-    ) -> Result<Publisher, PublishError> {
+    ) -> Result<(Publisher, Option<u64>), PublishError> {
         let stream = self.entry(&key);
-        {
+        let (epoch, displaced) = {
             let mut st = lock(&stream.state);
-            if st.publisher.is_some() {
-                drop(st);
-                self.collect(&stream);
-                return Err(PublishError::InUse(key.to_string()));
+            let displaced = st.publisher;
+            if displaced.is_some() {
+                let idle_for = st.last_ingest.map(|t| t.elapsed());
+                let allowed = match self.cfg.takeover {
+                    TakeoverPolicy::Refuse => false,
+                    TakeoverPolicy::Always => true,
+                    TakeoverPolicy::Idle => idle_for.is_some_and(|d| d >= self.cfg.takeover_idle),
+                };
+                if !allowed {
+                    drop(st);
+                    self.collect(&stream);
+                    return Err(PublishError::InUse(key.to_string()));
+                }
+                // The old publisher's codecs may differ: late players must not get its headers.
+                st.clear_caches();
             }
             st.publisher = Some(conn_id);
+            st.publisher_epoch += 1;
+            // A new publisher counts as active from the moment it publishes.
+            st.last_ingest = Some(std::time::Instant::now());
             st.has_video = false;
+            st.video_codec = None;
+            st.audio_codec = None;
+            st.bytes = 0;
+            st.video_frames = 0;
+            st.rate = RateWindow::default();
             let _ = stream.tx.send(MediaItem::Published);
-        }
-        Ok(Publisher {
+            (st.publisher_epoch, displaced)
+        };
+        let publisher = Publisher {
             registry: self.clone(),
             stream,
             offset: None,
-        })
+            epoch,
+        };
+        Ok((publisher, displaced))
     }
 
     /// Joins `key` as a player. A stream with no publisher yet is created and waited on.
@@ -289,6 +446,8 @@ pub struct Publisher {
     stream: Arc<Stream>,
     /// Added to incoming timestamps so the stream's timeline continues across publishers.
     offset: Option<u32>,
+    /// Which publish of the stream this handle is (see `StreamState::publisher_epoch`).
+    epoch: u64,
 }
 
 impl Publisher {
@@ -302,8 +461,9 @@ impl Publisher {
     }
 
     /// Ingests one message: timestamps onto the stream timeline, encodes it once, updates the
-    /// caches and hands it to every player.
-    pub fn push(&mut self, kind: MediaKind, type_id: u8, timestamp: u32, payload: Bytes) {
+    /// caches and hands it to every player. Returns false when another publisher has taken
+    /// the stream over (the message is dropped).
+    pub fn push(&mut self, kind: MediaKind, type_id: u8, timestamp: u32, payload: Bytes) -> bool {
         let cfg = &self.registry.cfg;
         let info = match kind {
             MediaKind::Video => inspect_video(&payload),
@@ -311,6 +471,11 @@ impl Publisher {
             MediaKind::Data => FrameInfo::default(),
         };
         let mut st = lock(&self.stream.state);
+        if st.publisher_epoch != self.epoch {
+            return false;
+        }
+        let now = Instant::now();
+        st.last_ingest = Some(now);
         let offset = *self
             .offset
             .get_or_insert_with(|| st.last_ts.wrapping_sub(timestamp));
@@ -338,6 +503,20 @@ impl Publisher {
         }
         if ts_before(st.last_ts, ts) {
             st.last_ts = ts;
+        }
+        self.registry.messages_in.fetch_add(1, Ordering::Relaxed);
+        let is_video_frame = kind == MediaKind::Video && !info.sequence_header;
+        st.bytes += payload.len() as u64;
+        st.video_frames += u64::from(is_video_frame);
+        st.rate.add(now, payload.len(), is_video_frame);
+        match kind {
+            MediaKind::Video if info.sequence_header || st.video_codec.is_none() => {
+                st.video_codec = video_codec_name(&payload).or(st.video_codec);
+            }
+            MediaKind::Audio if info.sequence_header || st.audio_codec.is_none() => {
+                st.audio_codec = audio_codec_name(&payload).or(st.audio_codec);
+            }
+            _ => {}
         }
 
         let mut encoded = BytesMut::with_capacity(payload.len() + 16 + payload.len() / 128);
@@ -390,6 +569,18 @@ impl Publisher {
         }
         // No receivers is not an error: the stream just has no players right now.
         let _ = self.stream.tx.send(MediaItem::Frame(frame));
+        true
+    }
+}
+
+impl StreamState {
+    fn clear_caches(&mut self) {
+        self.metadata = None;
+        self.video_header = None;
+        self.audio_header = None;
+        self.gop.clear();
+        self.gop_bytes = 0;
+        self.gop_overflow = false;
     }
 }
 
@@ -397,14 +588,13 @@ impl Drop for Publisher {
     fn drop(&mut self) {
         {
             let mut st = lock(&self.stream.state);
-            st.publisher = None;
-            st.metadata = None;
-            st.video_header = None;
-            st.audio_header = None;
-            st.gop.clear();
-            st.gop_bytes = 0;
-            st.gop_overflow = false;
-            let _ = self.stream.tx.send(MediaItem::Unpublished);
+            // A displaced publisher leaves the stream to its successor.
+            if st.publisher_epoch == self.epoch {
+                st.publisher = None;
+                st.last_ingest = None;
+                st.clear_caches();
+                let _ = self.stream.tx.send(MediaItem::Unpublished);
+            }
         }
         self.registry.collect(&self.stream);
     }
@@ -449,20 +639,66 @@ mod tests {
     #[test]
     fn second_publisher_is_refused_and_slot_frees() {
         let reg = Registry::new(MediaConfig::default());
-        let p = reg.publish(key("a"), 1).unwrap();
+        let p = reg.publish(key("a"), 1).unwrap().0;
         assert!(matches!(
             reg.publish(key("a"), 2),
             Err(PublishError::InUse(_))
         ));
         drop(p);
         assert_eq!(reg.stream_count(), 0);
-        let _p = reg.publish(key("a"), 2).unwrap();
+        let _p = reg.publish(key("a"), 2).unwrap().0;
+    }
+
+    #[test]
+    fn takeover_policies() {
+        let mut cfg = MediaConfig {
+            takeover: TakeoverPolicy::Refuse,
+            ..MediaConfig::default()
+        };
+        let reg = Registry::new(cfg.clone());
+        let _p = reg.publish(key("r"), 1).unwrap().0;
+        assert!(reg.publish(key("r"), 2).is_err());
+
+        cfg.takeover = TakeoverPolicy::Idle;
+        cfg.takeover_idle = std::time::Duration::from_millis(50);
+        let reg = Registry::new(cfg.clone());
+        let mut sub = reg.play(key("i"));
+        let mut old = reg.publish(key("i"), 1).unwrap().0;
+        assert!(old.push(MediaKind::Video, 9, 0, video(true)));
+        assert!(
+            reg.publish(key("i"), 2).is_err(),
+            "an active publisher keeps its stream"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        let (mut new, displaced) = reg.publish(key("i"), 2).unwrap();
+        assert_eq!(displaced, Some(1));
+        assert!(
+            !old.push(MediaKind::Video, 9, 40, video(false)),
+            "displaced publisher is refused"
+        );
+        drop(old);
+        assert!(new.push(MediaKind::Video, 9, 0, video(true)));
+        // The player saw Published twice and never Unpublished.
+        let mut items = Vec::new();
+        while let Ok(item) = sub.rx.try_recv() {
+            items.push(match item {
+                MediaItem::Published => "pub",
+                MediaItem::Unpublished => "unpub",
+                MediaItem::Frame(_) => "frame",
+            });
+        }
+        assert_eq!(items, vec!["pub", "frame", "pub", "frame"]);
+
+        cfg.takeover = TakeoverPolicy::Always;
+        let reg = Registry::new(cfg);
+        let _old = reg.publish(key("a"), 1).unwrap().0;
+        assert_eq!(reg.publish(key("a"), 2).unwrap().1, Some(1));
     }
 
     #[test]
     fn late_player_gets_headers_and_gop_from_keyframe() {
         let reg = Registry::new(MediaConfig::default());
-        let mut p = reg.publish(key("a"), 1).unwrap();
+        let mut p = reg.publish(key("a"), 1).unwrap().0;
         p.push(
             MediaKind::Video,
             9,
@@ -501,7 +737,7 @@ mod tests {
         let reg = Registry::new(MediaConfig::default());
         let mut sub = reg.play(key("w"));
         assert!(!sub.live);
-        let p = reg.publish(key("w"), 1).unwrap();
+        let p = reg.publish(key("w"), 1).unwrap().0;
         assert!(matches!(sub.rx.try_recv(), Ok(MediaItem::Published)));
         drop(p);
         assert!(matches!(sub.rx.try_recv(), Ok(MediaItem::Unpublished)));
@@ -514,14 +750,14 @@ mod tests {
     fn timeline_continues_across_publishers_and_is_monotonic() {
         let reg = Registry::new(MediaConfig::default());
         let mut sub = reg.play(key("t"));
-        let mut p = reg.publish(key("t"), 1).unwrap();
+        let mut p = reg.publish(key("t"), 1).unwrap().0;
         p.push(MediaKind::Video, 9, 5000, video(true));
         p.push(MediaKind::Video, 9, 5040, video(false));
         // clock reset inside one publisher
         p.push(MediaKind::Video, 9, 0, video(false));
         p.push(MediaKind::Video, 9, 40, video(false));
         drop(p);
-        let mut p = reg.publish(key("t"), 2).unwrap();
+        let mut p = reg.publish(key("t"), 2).unwrap().0;
         p.push(MediaKind::Video, 9, 0, video(true));
         let mut last = 0;
         while let Ok(item) = sub.rx.try_recv() {
@@ -540,7 +776,7 @@ mod tests {
             ..MediaConfig::default()
         };
         let reg = Registry::new(cfg);
-        let mut p = reg.publish(key("g"), 1).unwrap();
+        let mut p = reg.publish(key("g"), 1).unwrap().0;
         p.push(MediaKind::Video, 9, 0, video(true));
         for i in 1..10 {
             p.push(MediaKind::Video, 9, i * 40, video(false));
@@ -548,6 +784,43 @@ mod tests {
         assert!(reg.play(key("g")).preamble.is_empty());
         p.push(MediaKind::Video, 9, 400, video(true));
         assert_eq!(reg.play(key("g")).preamble.len(), 1);
+    }
+
+    #[test]
+    fn stats_report_publisher_players_codecs_and_rates() {
+        let reg = Registry::new(MediaConfig::default());
+        let mut p = reg.publish(key("s"), 7).unwrap().0;
+        let _sub = reg.play(key("s"));
+        p.push(
+            MediaKind::Video,
+            9,
+            0,
+            Bytes::from_static(&[0x17, 0, 0, 0, 0, 1]),
+        );
+        p.push(
+            MediaKind::Audio,
+            8,
+            0,
+            Bytes::from_static(&[0xaf, 0, 0x12, 0x10]),
+        );
+        // Two windows' worth of 25 fps video of 1000-byte frames, pushed at a fake pace by
+        // backdating the window start.
+        for i in 0..25 {
+            p.push(MediaKind::Video, 9, i * 40, Bytes::from(vec![0x27; 1000]));
+        }
+        lock(&p.stream.state).rate.start = Some(Instant::now() - Duration::from_secs(1));
+        p.push(MediaKind::Video, 9, 1000, Bytes::from(vec![0x17; 1000]));
+        let s = &reg.stats()[0];
+        assert_eq!(s.publisher, Some(7));
+        assert_eq!(s.players, 1);
+        assert_eq!(s.video_codec, Some("h264"));
+        assert_eq!(s.audio_codec, Some("aac"));
+        assert!(s.fps > 20.0 && s.fps <= 26.5, "{s:?}");
+        assert!(s.bitrate_bps > 150_000, "{s:?}");
+        assert_eq!(reg.messages_in(), 28);
+        assert_eq!(reg.publisher_of(&key("s")), Some(7));
+        drop(p);
+        assert_eq!(reg.publisher_of(&key("s")), None);
     }
 
     #[test]

@@ -9,13 +9,13 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use super::amf::{Amf0Value, AmfLimits, decode_amf0_all, decode_amf3_message};
+use super::amf::{Amf0Value, AmfLimits};
 use super::chunk::{ChunkDecoder, ChunkLimits, MessageHeader, RawMessage};
 use super::command::Command;
 use super::handshake::ClientHandshake;
 use super::message::{ControlMessage, UserControlEvent, msg_type};
 use super::output::{Output, csid};
-use super::session::SessionError;
+use super::session::{SessionError, decode_command};
 
 /// What to connect to and how.
 #[derive(Debug, Clone)]
@@ -334,18 +334,7 @@ impl ClientSession {
         }
         match type_id {
             msg_type::COMMAND_AMF0 | msg_type::COMMAND_AMF3 => {
-                let values = if type_id == msg_type::COMMAND_AMF3 {
-                    decode_amf3_message(&msg.payload, &self.cfg.amf_limits)
-                } else {
-                    decode_amf0_all(&msg.payload, &self.cfg.amf_limits)
-                }
-                .map_err(|source| SessionError::Amf {
-                    context: "command",
-                    source,
-                })?;
-                let Some(cmd) = Command::from_values(values) else {
-                    return Err(SessionError::Protocol("command without a name".into()));
-                };
+                let cmd = decode_command(type_id, &msg.payload, &self.cfg.amf_limits)?;
                 self.handle_command(msg.header.stream_id, cmd);
             }
             msg_type::AUDIO | msg_type::VIDEO | msg_type::DATA_AMF0 | msg_type::DATA_AMF3 => {

@@ -634,20 +634,7 @@ impl Session {
         }
         match type_id {
             msg_type::COMMAND_AMF0 | msg_type::COMMAND_AMF3 => {
-                let values = if type_id == msg_type::COMMAND_AMF3 {
-                    decode_amf3_message(&msg.payload, &self.cfg.amf_limits)
-                } else {
-                    decode_amf0_all(&msg.payload, &self.cfg.amf_limits)
-                }
-                .map_err(|source| SessionError::Amf {
-                    context: "command",
-                    source,
-                })?;
-                let Some(cmd) = Command::from_values(values) else {
-                    return Err(SessionError::Protocol(
-                        "command message does not start with a name".into(),
-                    ));
-                };
+                let cmd = decode_command(type_id, &msg.payload, &self.cfg.amf_limits)?;
                 if cmd.name == "connect" && self.phase == Phase::AwaitConnect {
                     // Replies use AMF3 command messages when the client sent connect that way.
                     self.output.amf3_commands = type_id == msg_type::COMMAND_AMF3;
@@ -736,15 +723,7 @@ impl Session {
     /// wrapper (ffmpeg and OBS publish `onMetaData` this way); `@clearDataFrame` is dropped.
     fn rewrite_data(&self, type_id: u8, payload: Bytes) -> Result<Option<Bytes>, SessionError> {
         let amf3 = type_id == msg_type::DATA_AMF3;
-        let values = if amf3 {
-            decode_amf3_message(&payload, &self.cfg.amf_limits)
-        } else {
-            decode_amf0_all(&payload, &self.cfg.amf_limits)
-        }
-        .map_err(|source| SessionError::Amf {
-            context: "data message",
-            source,
-        })?;
+        let values = decode_values(amf3, &payload, &self.cfg.amf_limits, "data message")?;
         match values.first().and_then(|v| v.as_str()) {
             Some("@setDataFrame") => {
                 let rest = &values[1..];
@@ -1018,6 +997,38 @@ impl Session {
     fn send_data(&mut self, stream_id: u32, values: &[Amf0Value]) {
         self.output.data(csid::STREAM_STATUS, stream_id, 0, values);
     }
+}
+
+/// Decodes the AMF values of a command or data message (AMF3 messages carry a format byte
+/// and AMF0 values that may switch to AMF3).
+pub(crate) fn decode_values(
+    amf3: bool,
+    payload: &[u8],
+    limits: &AmfLimits,
+    context: &'static str,
+) -> Result<Vec<Amf0Value>, SessionError> {
+    if amf3 {
+        decode_amf3_message(payload, limits)
+    } else {
+        decode_amf0_all(payload, limits)
+    }
+    .map_err(|source| SessionError::Amf { context, source })
+}
+
+/// Decodes a command message (type 20 or 17) into name, transaction and arguments.
+pub(crate) fn decode_command(
+    type_id: u8,
+    payload: &[u8],
+    limits: &AmfLimits,
+) -> Result<Command, SessionError> {
+    let values = decode_values(
+        type_id == msg_type::COMMAND_AMF3,
+        payload,
+        limits,
+        "command",
+    )?;
+    Command::from_values(values)
+        .ok_or_else(|| SessionError::Protocol("command message does not start with a name".into()))
 }
 
 fn is_control(type_id: u8) -> bool {

@@ -21,6 +21,7 @@ pub struct ClientEntry {
     pub bytes_out: AtomicU64,
     app: Mutex<Option<(String, String)>>,
     kick: Notify,
+    kick_reason: Mutex<Option<String>>,
 }
 
 impl ClientEntry {
@@ -36,7 +37,22 @@ impl ClientEntry {
 
     /// Asks the connection to close (it does so at its next loop turn, within milliseconds).
     pub fn kick(&self) {
+        self.kick_because("Kicked by the server operator.");
+    }
+
+    /// Like [`ClientEntry::kick`], with the reason the client and the log are given.
+    pub fn kick_because(&self, reason: &str) {
+        *self.kick_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_owned());
         self.kick.notify_one();
+    }
+
+    /// Why the client was kicked.
+    pub fn kick_reason(&self) -> String {
+        self.kick_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default()
     }
 
     /// Resolves when [`ClientEntry::kick`] was called.
@@ -83,6 +99,7 @@ impl Clients {
             bytes_out: AtomicU64::new(0),
             app: Mutex::new(None),
             kick: Notify::new(),
+            kick_reason: Mutex::new(None),
         });
         self.lock().insert(id, entry.clone());
         ClientGuard {

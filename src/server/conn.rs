@@ -39,10 +39,26 @@ enum ConnError {
     WriteTimeout(Duration),
     #[error("player fell behind too often and was disconnected")]
     TooSlow,
-    #[error("kicked by an operator")]
-    Kicked,
+    #[error("kicked: {0}")]
+    Kicked(String),
     #[error("server shutting down")]
     Shutdown,
+}
+
+impl ConnError {
+    /// Counts why a connection ended in the matching Prometheus series.
+    fn record_metric(&self, transport: &'static str) {
+        use crate::metrics;
+        match self {
+            ConnError::Session(SessionError::Handshake(_)) | ConnError::HandshakeTimeout(_) => {
+                metrics::handshake_error(transport)
+            }
+            ConnError::Session(_) => metrics::protocol_error(),
+            ConnError::TooSlow => metrics::player_dropped(),
+            ConnError::Kicked(_) => metrics::kicked(),
+            ConnError::Io(_) | ConnError::WriteTimeout(_) | ConnError::Shutdown => {}
+        }
+    }
 }
 
 /// Serves one connection until either side closes it; logs why it ended.
@@ -58,6 +74,7 @@ where
             .stats
             .connections_total
             .fetch_add(1, Ordering::Relaxed);
+        crate::metrics::connection_opened(transport);
         debug!("accepted");
         let client = shared.clients.register(id, peer, transport);
         let mut conn = Conn::new(id, shared.clone(), client.entry.clone());
@@ -66,8 +83,12 @@ where
         let (bytes_in, bytes_out) = (conn.session.bytes_in(), conn.bytes_out);
         match result {
             Ok(()) => info!(bytes_in, bytes_out, "closed"),
-            Err(e) => info!(bytes_in, bytes_out, reason = %e, "dropped"),
+            Err(e) => {
+                e.record_metric(transport);
+                info!(bytes_in, bytes_out, reason = %e, "dropped")
+            }
         }
+        crate::metrics::connection_closed(transport);
         shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
     }
     .instrument(span)
@@ -193,9 +214,10 @@ impl Conn {
                     }
                 }
                 _ = self.client.kicked() => {
-                    self.session.close_notify("Kicked by the server operator.");
+                    let reason = self.client.kick_reason();
+                    self.session.close_notify(&reason);
                     let _ = self.flush(&mut wr, write_timeout).await;
-                    return Err(ConnError::Kicked);
+                    return Err(ConnError::Kicked(reason));
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     if !self.session.is_connected() && tokio::time::Instant::now() >= handshake_deadline {
@@ -294,8 +316,17 @@ impl Conn {
                     timestamp,
                     payload,
                 } => {
-                    if let Some(p) = self.publishers.get_mut(&stream_id) {
-                        p.push(kind, type_id, timestamp, payload);
+                    if let Some(p) = self.publishers.get_mut(&stream_id)
+                        && !p.push(kind, type_id, timestamp, payload)
+                    {
+                        // Another connection took this stream over.
+                        self.publishers.remove(&stream_id);
+                        self.session.send_status(
+                            stream_id,
+                            "error",
+                            "NetStream.Publish.BadName",
+                            "The stream was taken over by a new publisher.",
+                        );
                     }
                 }
                 Event::Play {
@@ -351,8 +382,15 @@ impl Conn {
             debug!(kind, "publish type treated as live");
         }
         match self.shared.registry.publish(key.clone(), self.id) {
-            Ok(p) => {
-                info!(stream = %key, "publishing");
+            Ok((p, displaced)) => {
+                if let Some(old) = displaced {
+                    info!(stream = %key, displaced = old, "publishing: took the stream over");
+                    if let Some(c) = self.shared.clients.get(old) {
+                        c.kick_because("The stream was taken over by a new publisher.");
+                    }
+                } else {
+                    info!(stream = %key, "publishing");
+                }
                 self.publishers.insert(stream_id, p);
                 self.session.publish_started(stream_id);
             }
@@ -437,6 +475,7 @@ impl Conn {
                     missed = n,
                     "player fell behind; skipping to the next keyframe"
                 );
+                crate::metrics::player_skip();
                 if !p.player.lagged(Instant::now()) {
                     return Err(ConnError::TooSlow);
                 }

@@ -92,6 +92,8 @@ pub struct Server {
     pub rtmp_addrs: Vec<SocketAddr>,
     /// Bound RTMPT-only HTTP listeners (the optional default :80 is absent when it failed).
     pub http_addrs: Vec<SocketAddr>,
+    /// The admin listener's bound address, when `admin.enabled`.
+    pub admin_addr: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -104,12 +106,27 @@ pub enum StartError {
     },
     #[error("{0}")]
     Tls(#[from] TlsError),
+    #[error("{0}")]
+    Admin(#[from] crate::admin::AdminError),
 }
 
 impl Server {
     /// Binds every listener (port 0 picks a free port; see `rtmp_addrs`) and starts accepting.
     pub async fn start(config: Config) -> Result<Server, StartError> {
+        Server::start_with_apps(config, |shared| {
+            Arc::new(crate::admin::BuiltinApps::new(shared.clone()))
+        })
+        .await
+    }
+
+    /// Like [`Server::start`], with the application host the admin API's `/apps` endpoints use
+    /// (the Wasm host passes itself here).
+    pub async fn start_with_apps(
+        config: Config,
+        apps: impl FnOnce(&Arc<Shared>) -> Arc<dyn crate::admin::AppHost>,
+    ) -> Result<Server, StartError> {
         let shared = Shared::new(config)?;
+        crate::metrics::install();
         let limit = Arc::new(Semaphore::new(shared.config.rtmp.max_connections));
         let mut rtmp_addrs = Vec::new();
         let mut http_addrs = Vec::new();
@@ -165,10 +182,17 @@ impl Server {
                 Listener::Rtmp,
             )));
         }
+        let mut admin_addr = None;
+        if shared.config.admin.enabled {
+            let admin = crate::admin::start(shared.clone(), apps(&shared)).await?;
+            admin_addr = Some(admin.addr);
+            tasks.extend(admin.tasks);
+        }
         Ok(Server {
             shared,
             rtmp_addrs,
             http_addrs,
+            admin_addr,
             tasks,
         })
     }

@@ -33,6 +33,10 @@ impl Gateway {
         for a in &mut config.http.listen {
             *a = "127.0.0.1:0".parse().unwrap();
         }
+        // Tests run in parallel (and next to other checkouts): never take the fixed 1111.
+        if config.admin.listen.port() == 1111 {
+            config.admin.listen.set_port(0);
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -54,6 +58,11 @@ impl Gateway {
     /// The first RTMPT-only HTTP listener.
     pub fn http_addr(&self) -> SocketAddr {
         self.server.http_addrs[0]
+    }
+
+    /// The admin listener's address (tests bind it on port 0).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.server.admin_addr.expect("admin listener enabled")
     }
 
     pub fn shared(&self) -> &Arc<Shared> {

@@ -1,0 +1,407 @@
+//! Request routing and handlers of the admin listener: `/api/v1/*` JSON, `/metrics`, and the
+//! dashboard at `/`. Every error is a JSON object `{"error": "..."}` with a fitting status.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::AdminState;
+use super::allow::{bearer_matches, effective_client};
+use super::apps::rfc3339;
+use crate::media::StreamKey;
+use crate::metrics::TRANSPORTS;
+
+type Resp = Response<Full<Bytes>>;
+
+/// The dashboard page, served from the binary (no CDN).
+const DASHBOARD: &str = include_str!("dashboard.html");
+/// The OpenAPI 3 description of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// How long `DELETE /clients/{id}` waits for the kicked connection to leave the table.
+const KICK_WAIT: Duration = Duration::from_secs(1);
+
+pub(super) async fn handle(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) -> Resp {
+    let resp = route(state, peer, &req).await;
+    crate::metrics::admin_request(resp.status().as_u16());
+    resp
+}
+
+async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) -> Resp {
+    // A trusted proxy's forwarded client must be allowed too; nobody else's header counts.
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let client = match effective_client(peer.ip(), forwarded, &state.trusted) {
+        Some(ip) if state.allow.contains(ip) => ip,
+        other => {
+            crate::metrics::admin_denied("proxy");
+            if let Some(suppressed) = state.deny_log.admit() {
+                warn!(%peer, forwarded_client = ?other, suppressed, "admin request via proxy from outside the allowlist refused");
+            }
+            return error(StatusCode::FORBIDDEN, "client address not allowed");
+        }
+    };
+
+    let path = req.uri().path();
+    let method = req.method();
+    // The dashboard shell carries no data; it asks for the token and sends it with every API
+    // call, so it must load without one.
+    if path == "/" || path == "/index.html" {
+        return match *method {
+            Method::GET | Method::HEAD => html(DASHBOARD),
+            _ => method_not_allowed(),
+        };
+    }
+    if let Some(token) = &state.token {
+        let presented = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+        if !bearer_matches(presented, token) {
+            crate::metrics::admin_denied("token");
+            if let Some(suppressed) = state.deny_log.admit() {
+                warn!(%peer, %client, path, suppressed, "admin request without a valid token refused");
+            }
+            let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            r.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"wasmgate-admin\""),
+            );
+            return r;
+        }
+    }
+
+    if path == "/metrics" {
+        return match *method {
+            Method::GET => metrics(state),
+            _ => method_not_allowed(),
+        };
+    }
+    let Some(rest) = path.strip_prefix("/api/v1/") else {
+        return error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}"));
+    };
+    let segs: Vec<String> = rest.split('/').map(percent_decode).collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    match (method.clone(), segs.as_slice()) {
+        (Method::GET, ["openapi.json"]) => json_text(OPENAPI),
+        (Method::GET, ["server"]) => ok(server(state)),
+        (Method::GET, ["config"]) => ok(config(state)),
+        (Method::GET, ["bandwidth"]) => {
+            let h = state
+                .bandwidth
+                .history
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            ok(json!(h.iter().collect::<Vec<_>>()))
+        }
+        (Method::GET, ["apps"]) => ok(json!(state.apps.list())),
+        (Method::GET, ["apps", app]) => match state.apps.get(app) {
+            Some(a) => ok(json!(a)),
+            None => error(
+                StatusCode::NOT_FOUND,
+                &format!("no application named {app:?}"),
+            ),
+        },
+        (Method::POST, ["apps", app, "reload"]) => match state.apps.reload(app) {
+            Ok(a) => {
+                info!(app, digest = ?a.module_digest, "app reloaded by operator");
+                ok(json!(a))
+            }
+            Err(e) => app_error(e),
+        },
+        (Method::POST, ["apps", app, "unload"]) => match state.apps.unload(app) {
+            Ok(()) => {
+                info!(app, "app unloaded by operator");
+                ok(json!({ "unloaded": app }))
+            }
+            Err(e) => app_error(e),
+        },
+        (Method::GET, ["clients"]) => ok(clients(state, None)),
+        (Method::GET, ["clients", id]) => match id.parse::<u64>() {
+            Ok(id) => match clients(state, Some(id)) {
+                Value::Array(mut v) if !v.is_empty() => ok(v.remove(0)),
+                _ => no_client(id),
+            },
+            Err(_) => bad_id(id),
+        },
+        (Method::DELETE, ["clients", id]) => match id.parse::<u64>() {
+            Ok(id) => kick(state, id).await,
+            Err(_) => bad_id(id),
+        },
+        (Method::GET, ["streams"]) => ok(streams(state)),
+        (Method::DELETE, ["streams", app, instance, name]) => {
+            delete_stream(state, app, instance, name).await
+        }
+        (
+            _,
+            [
+                "openapi.json" | "server" | "config" | "apps" | "clients" | "streams",
+                ..,
+            ],
+        ) => method_not_allowed(),
+        _ => error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}")),
+    }
+}
+
+fn server(state: &AdminState) -> Value {
+    let sh = &state.shared;
+    let mut by_transport: BTreeMap<&str, usize> = TRANSPORTS.iter().map(|t| (*t, 0)).collect();
+    let clients = sh.clients.list();
+    for c in &clients {
+        *by_transport.entry(c.transport).or_default() += 1;
+    }
+    let streams = sh.registry.stats();
+    json!({
+        "name": "wasmgate",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": sh.started_at.elapsed().as_secs(),
+        "started_at": rfc3339(SystemTime::now() - sh.started_at.elapsed()),
+        "connections": {
+            "current": clients.len(),
+            "total": sh.stats.connections_total.load(Ordering::Relaxed),
+            "rejected_over_limit": sh.stats.rejected_over_limit.load(Ordering::Relaxed),
+            "by_transport": by_transport,
+        },
+        "bytes_in": sh.stats.bytes_in.load(Ordering::Relaxed),
+        "bytes_out": sh.stats.bytes_out.load(Ordering::Relaxed),
+        "bandwidth": {
+            "in_bps": state.bandwidth.in_bps.load(Ordering::Relaxed),
+            "out_bps": state.bandwidth.out_bps.load(Ordering::Relaxed),
+        },
+        "streams": streams.len(),
+        "publishing": streams.iter().filter(|s| s.publisher.is_some()).count(),
+        "players": streams.iter().map(|s| s.players).sum::<usize>(),
+        "listeners": {
+            "rtmp": sh.config.rtmp.listen,
+        },
+    })
+}
+
+fn config(state: &AdminState) -> Value {
+    let mut v = serde_json::to_value(&state.shared.config).unwrap_or(Value::Null);
+    // Secrets never leave the process; say that one is set, not what it is.
+    if let Some(admin) = v.get_mut("admin").and_then(Value::as_object_mut)
+        && admin.get("token").is_some_and(|t| !t.is_null())
+    {
+        admin.insert("token".into(), json!("<redacted>"));
+    }
+    v
+}
+
+fn clients(state: &AdminState, only: Option<u64>) -> Value {
+    let now = SystemTime::now();
+    let list = match only {
+        Some(id) => state.shared.clients.get(id).into_iter().collect(),
+        None => state.shared.clients.list(),
+    };
+    Value::Array(
+        list.iter()
+            .map(|c| {
+                let (app, instance) = c.app().unzip();
+                json!({
+                    "id": c.id,
+                    "ip": super::allow::normalise(c.peer.ip()).to_string(),
+                    "port": c.peer.port(),
+                    "transport": c.transport,
+                    "app": app,
+                    "instance": instance,
+                    "connected_at": rfc3339(c.connected_at),
+                    "connected_secs": now.duration_since(c.connected_at).map(|d| d.as_secs()).unwrap_or(0),
+                    "bytes_in": c.bytes_in.load(Ordering::Relaxed),
+                    "bytes_out": c.bytes_out.load(Ordering::Relaxed),
+                })
+            })
+            .collect(),
+    )
+}
+
+async fn kick(state: &AdminState, id: u64) -> Resp {
+    if !state.shared.clients.kick(id) {
+        return no_client(id);
+    }
+    info!(client = id, "client kicked by operator");
+    let deadline = Instant::now() + KICK_WAIT;
+    while state.shared.clients.get(id).is_some() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let closed = state.shared.clients.get(id).is_none();
+    ok(json!({ "kicked": id, "closed": closed }))
+}
+
+fn streams(state: &AdminState) -> Value {
+    Value::Array(
+        state
+            .shared
+            .registry
+            .stats()
+            .into_iter()
+            .map(|s| {
+                json!({
+                    "app": s.key.app,
+                    "instance": s.key.instance,
+                    "name": s.key.name,
+                    "path": s.key.to_string(),
+                    "publishing": s.publisher.is_some(),
+                    "publisher": s.publisher,
+                    "players": s.players,
+                    "video_codec": s.video_codec,
+                    "audio_codec": s.audio_codec,
+                    "bitrate_bps": s.bitrate_bps,
+                    "fps": s.fps,
+                    "bytes": s.bytes,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Ends a stream by kicking its publisher; its players get `Play.UnpublishNotify`.
+async fn delete_stream(state: &AdminState, app: &str, instance: &str, name: &str) -> Resp {
+    let key = StreamKey {
+        app: app.into(),
+        instance: instance.into(),
+        name: name.into(),
+    };
+    let Some(publisher) = state.shared.registry.publisher_of(&key) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("no live stream {key} (nobody publishes it)"),
+        );
+    };
+    info!(stream = %key, publisher, "stream stopped by operator");
+    let mut r = kick(state, publisher).await;
+    if r.status() == StatusCode::OK {
+        r = ok(json!({ "stopped": key.to_string(), "publisher": publisher }));
+    }
+    r
+}
+
+fn metrics(state: &AdminState) -> Resp {
+    crate::metrics::refresh_from(&state.shared);
+    let body = state.prometheus.render();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+fn app_error(e: super::AppError) -> Resp {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error(status, &e.to_string())
+}
+
+fn no_client(id: u64) -> Resp {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!("no client with id {id} is connected"),
+    )
+}
+
+fn bad_id(id: &str) -> Resp {
+    error(
+        StatusCode::BAD_REQUEST,
+        &format!("client id {id:?} is not a number"),
+    )
+}
+
+fn method_not_allowed() -> Resp {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+    )
+}
+
+fn ok(v: Value) -> Resp {
+    json_response(StatusCode::OK, v.to_string())
+}
+
+fn json_text(text: &'static str) -> Resp {
+    json_response(StatusCode::OK, text.to_string())
+}
+
+fn error(status: StatusCode, message: &str) -> Resp {
+    json_response(
+        status,
+        json!({ "error": message, "status": status.as_u16() }).to_string(),
+    )
+}
+
+fn json_response(status: StatusCode, body: String) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn html(text: &'static str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    let h = r.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The page loads nothing from elsewhere; keep it that way.
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+        ),
+    );
+    r
+}
+
+/// Decodes `%XX` escapes in one path segment (stream names may hold any character).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b"), "a b");
+        assert_eq!(percent_decode("key%3Fx"), "key?x");
+        assert_eq!(percent_decode("bad%2"), "bad%2");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn openapi_is_json() {
+        let v: Value = serde_json::from_str(OPENAPI).unwrap();
+        assert!(v["openapi"].as_str().unwrap().starts_with("3."));
+    }
+}

@@ -1,0 +1,214 @@
+//! The gateway's Prometheus metrics: one process-wide `metrics` recorder, the metric names, and
+//! named recording functions that the connection driver, the tunnel and the app host call.
+//!
+//! Counters that already live in atomics on the hot path (bytes, connection totals) are copied
+//! into the recorder when `/metrics` is scraped ([`refresh_from`]), so reading and writing media
+//! costs no extra map lookup. Everything else is recorded where it happens.
+
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
+
+use metrics::{counter, describe_counter, describe_gauge, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::server::Shared;
+
+/// Transport labels a connection can carry.
+pub const TRANSPORTS: [&str; 4] = ["rtmp", "rtmpt", "rtmps", "rtmpts"];
+
+pub const CONNECTIONS: &str = "wasmgate_connections";
+pub const CONNECTIONS_TOTAL: &str = "wasmgate_connections_total";
+pub const CONNECTIONS_REJECTED: &str = "wasmgate_connections_rejected_total";
+pub const BYTES_IN: &str = "wasmgate_bytes_in_total";
+pub const BYTES_OUT: &str = "wasmgate_bytes_out_total";
+pub const STREAMS: &str = "wasmgate_streams";
+pub const STREAMS_PUBLISHING: &str = "wasmgate_streams_publishing";
+pub const PLAYERS: &str = "wasmgate_players";
+pub const MESSAGES_IN: &str = "wasmgate_media_messages_in_total";
+pub const PLAYER_SKIPS: &str = "wasmgate_player_skips_total";
+pub const PLAYER_DROPS: &str = "wasmgate_player_drops_total";
+pub const HANDSHAKE_ERRORS: &str = "wasmgate_handshake_errors_total";
+pub const PROTOCOL_ERRORS: &str = "wasmgate_protocol_errors_total";
+pub const KICKS: &str = "wasmgate_kicks_total";
+pub const TUNNEL_ERRORS: &str = "wasmgate_tunnel_errors_total";
+pub const GUEST_CALLS: &str = "wasmgate_guest_calls_total";
+pub const GUEST_TRAPS: &str = "wasmgate_guest_traps_total";
+pub const GUEST_DEADLINES: &str = "wasmgate_guest_deadline_hits_total";
+pub const ADMIN_DENIED: &str = "wasmgate_admin_denied_total";
+pub const ADMIN_REQUESTS: &str = "wasmgate_admin_requests_total";
+pub const UPTIME: &str = "wasmgate_uptime_seconds";
+
+/// Installs the process-wide recorder once and returns its render handle. Later calls (several
+/// gateways in one test process) share it.
+pub fn install() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder was installed first (an embedding program's); then
+        // our series stay empty but nothing breaks.
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+        }
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    describe_gauge!(CONNECTIONS, "Open client connections by transport.");
+    describe_counter!(
+        CONNECTIONS_TOTAL,
+        "Client connections accepted by transport."
+    );
+    describe_counter!(
+        CONNECTIONS_REJECTED,
+        "Client connections closed on accept because the connection limit was reached."
+    );
+    describe_counter!(BYTES_IN, "Bytes read from clients.");
+    describe_counter!(BYTES_OUT, "Bytes written to clients.");
+    describe_gauge!(STREAMS, "Streams with a publisher or a waiting player.");
+    describe_gauge!(STREAMS_PUBLISHING, "Streams with a live publisher.");
+    describe_gauge!(PLAYERS, "Players attached to streams.");
+    describe_counter!(
+        MESSAGES_IN,
+        "Audio, video and data messages ingested from publishers."
+    );
+    describe_counter!(
+        PLAYER_SKIPS,
+        "Times a lagging player skipped ahead to the next keyframe (dropped messages)."
+    );
+    describe_counter!(
+        PLAYER_DROPS,
+        "Players disconnected for falling behind too often."
+    );
+    describe_counter!(
+        HANDSHAKE_ERRORS,
+        "Connections that failed the RTMP handshake or timed out in it."
+    );
+    describe_counter!(
+        PROTOCOL_ERRORS,
+        "Connections dropped for a protocol violation after the handshake."
+    );
+    describe_counter!(KICKS, "Clients kicked by an operator.");
+    describe_counter!(
+        TUNNEL_ERRORS,
+        "RTMPT requests refused (bad session, sequence, method)."
+    );
+    describe_counter!(GUEST_CALLS, "Calls into Wasm application guests.");
+    describe_counter!(GUEST_TRAPS, "Wasm guest calls that trapped.");
+    describe_counter!(
+        GUEST_DEADLINES,
+        "Wasm guest calls stopped at their deadline."
+    );
+    describe_counter!(
+        ADMIN_DENIED,
+        "Admin requests or connections refused, by reason."
+    );
+    describe_counter!(
+        ADMIN_REQUESTS,
+        "Admin API requests served, by status class."
+    );
+    describe_gauge!(UPTIME, "Seconds since the gateway started.");
+    // Register the error series at zero so dashboards and alerts see them before the first event.
+    for t in TRANSPORTS {
+        counter!(HANDSHAKE_ERRORS, "transport" => t).absolute(0);
+        gauge!(CONNECTIONS, "transport" => t).set(0.0);
+    }
+    for reason in ["allowlist", "token", "proxy"] {
+        counter!(ADMIN_DENIED, "reason" => reason).absolute(0);
+    }
+    for name in [
+        MESSAGES_IN,
+        PLAYER_SKIPS,
+        PLAYER_DROPS,
+        PROTOCOL_ERRORS,
+        KICKS,
+        TUNNEL_ERRORS,
+        GUEST_CALLS,
+        GUEST_TRAPS,
+        GUEST_DEADLINES,
+    ] {
+        counter!(name).absolute(0);
+    }
+}
+
+/// A client connection opened on `transport`.
+pub fn connection_opened(transport: &'static str) {
+    gauge!(CONNECTIONS, "transport" => transport).increment(1.0);
+    counter!(CONNECTIONS_TOTAL, "transport" => transport).increment(1);
+}
+
+pub fn connection_closed(transport: &'static str) {
+    gauge!(CONNECTIONS, "transport" => transport).decrement(1.0);
+}
+
+pub fn handshake_error(transport: &'static str) {
+    counter!(HANDSHAKE_ERRORS, "transport" => transport).increment(1);
+}
+
+pub fn protocol_error() {
+    counter!(PROTOCOL_ERRORS).increment(1);
+}
+
+pub fn player_skip() {
+    counter!(PLAYER_SKIPS).increment(1);
+}
+
+pub fn player_dropped() {
+    counter!(PLAYER_DROPS).increment(1);
+}
+
+pub fn kicked() {
+    counter!(KICKS).increment(1);
+}
+
+/// For the RTMPT tunnel: a request refused, with a short reason label (`unknown_session`,
+/// `bad_sequence`, `bad_method`, ...).
+pub fn tunnel_error(reason: &'static str) {
+    counter!(TUNNEL_ERRORS, "reason" => reason).increment(1);
+}
+
+/// For the Wasm app host: one guest call into `app`.
+pub fn guest_call(app: &str) {
+    counter!(GUEST_CALLS, "app" => app.to_owned()).increment(1);
+}
+
+/// For the Wasm app host: a guest call into `app` trapped.
+pub fn guest_trap(app: &str) {
+    counter!(GUEST_TRAPS, "app" => app.to_owned()).increment(1);
+}
+
+/// For the Wasm app host: a guest call into `app` hit its deadline.
+pub fn guest_deadline(app: &str) {
+    counter!(GUEST_DEADLINES, "app" => app.to_owned()).increment(1);
+}
+
+/// An admin connection or request refused: `allowlist`, `token` or `proxy`.
+pub fn admin_denied(reason: &'static str) {
+    counter!(ADMIN_DENIED, "reason" => reason).increment(1);
+}
+
+pub fn admin_request(status: u16) {
+    let class = match status {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    counter!(ADMIN_REQUESTS, "class" => class).increment(1);
+}
+
+/// Copies the gateway's hot-path atomics and registry gauges into the recorder; called on scrape.
+pub fn refresh_from(shared: &Shared) {
+    let s = &shared.stats;
+    counter!(BYTES_IN).absolute(s.bytes_in.load(Ordering::Relaxed));
+    counter!(BYTES_OUT).absolute(s.bytes_out.load(Ordering::Relaxed));
+    counter!(CONNECTIONS_REJECTED).absolute(s.rejected_over_limit.load(Ordering::Relaxed));
+    counter!(MESSAGES_IN).absolute(shared.registry.messages_in());
+    let streams = shared.registry.stats();
+    gauge!(STREAMS).set(streams.len() as f64);
+    gauge!(STREAMS_PUBLISHING).set(streams.iter().filter(|s| s.publisher.is_some()).count() as f64);
+    gauge!(PLAYERS).set(streams.iter().map(|s| s.players).sum::<usize>() as f64);
+    gauge!(UPTIME).set(shared.started_at.elapsed().as_secs_f64());
+}
