@@ -61,6 +61,20 @@ fn tls_gateway(dir: &Path) -> Gateway {
     Gateway::start_with(config)
 }
 
+fn admin_post(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
 fn transports(gw: &Gateway) -> Vec<&'static str> {
     let mut t: Vec<_> = gw
         .shared()
@@ -123,6 +137,10 @@ fn rtmps_publish_and_rtmps_rtmpts_players_on_both_ports_survive_a_certificate_re
     // A new certificate mid-stream: running sessions keep going, new ones get the new one.
     write_cert(dir.path());
     gw.shared().reload_tls().expect("reload");
+    // The same through the admin API.
+    let answer = admin_post(gw.admin_addr(), "/api/v1/tls/reload");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"reloaded\":true"), "{answer}");
     for (p, out) in players.iter_mut().zip(&outs) {
         let s = p.finish(Duration::from_secs(30));
         assert!(s.success(), "player failed: {}", p.stderr());
@@ -155,6 +173,8 @@ fn tls_without_a_certificate_is_closed_and_rtmp_still_works() {
     assert!(!s.success(), "rtmps without a certificate should fail");
     let _publisher = ffmpeg_publish(&gw.url("live/none"), &fixture_flv_long());
     assert!(wait_until(Duration::from_secs(10), || publishing(&gw) == 1));
+    let answer = admin_post(gw.admin_addr(), "/api/v1/tls/reload");
+    assert!(answer.starts_with("HTTP/1.1 409"), "{answer}");
 }
 // ---------------------------------------------------------------------------
 // Through an HTTP proxy
