@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the external tools the end-to-end tests drive: ffmpeg (+ ffprobe) and rtmpdump, and
+# Installs the external tools the end-to-end tests drive: ffmpeg (+ ffprobe), rtmpdump and
+# tinyproxy (the HTTP proxy the RTMPT tests tunnel through; `tinyproxy-bin` has no service), and
 # the Rust `wasm32-wasip2` target the sample Wasm guests in guests/ are built for.
 # Idempotent: exits immediately when every tool is already on PATH; runs
 # `apt-get update` only when something actually has to be installed.
@@ -10,6 +11,7 @@ declare -A PKG_FOR=(
     [ffmpeg]=ffmpeg
     [ffprobe]=ffmpeg
     [rtmpdump]=rtmpdump
+    [tinyproxy]=tinyproxy-bin
 )
 
 # The guests are built by the tests themselves (tests/apps/mod.rs); they need this target.
@@ -23,7 +25,7 @@ else
 fi
 
 missing=()
-for tool in ffmpeg ffprobe rtmpdump; do
+for tool in ffmpeg ffprobe rtmpdump tinyproxy; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         pkg="${PKG_FOR[$tool]}"
         # de-duplicate (ffmpeg provides two tools)
@@ -34,7 +36,7 @@ for tool in ffmpeg ffprobe rtmpdump; do
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    echo "install-test-deps: ffmpeg, ffprobe and rtmpdump already present"
+    echo "install-test-deps: ffmpeg, ffprobe, rtmpdump and tinyproxy already present"
     exit 0
 fi
 
@@ -61,7 +63,7 @@ echo "install-test-deps: installing ${missing[*]}"
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${APT_OPTS[@]}" update -q
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${APT_OPTS[@]}" install -y -q --no-install-recommends "${missing[@]}"
 
-for tool in ffmpeg ffprobe rtmpdump; do
+for tool in ffmpeg ffprobe rtmpdump tinyproxy; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "install-test-deps: $tool still missing after installing ${missing[*]}" >&2
         exit 1

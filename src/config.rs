@@ -21,8 +21,93 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
     pub rtmp: RtmpConfig,
     pub media: MediaSection,
+    pub http: HttpSection,
+    pub tls: TlsSection,
     pub admin: AdminConfig,
     pub apps: AppsConfig,
+}
+
+/// `[http]`: RTMPT (RTMP tunnelled over HTTP) — the plain HTTP listeners and the tunnel limits,
+/// which also apply to RTMPT sniffed on the RTMP listeners.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Addresses serving RTMPT only. `--http` replaces this list. The default `0.0.0.0:80`
+    /// is optional: when it cannot be bound the gateway warns and carries on.
+    pub listen: Vec<SocketAddr>,
+    /// Body of the `/fcs/ident2` reply; unset answers 404 as most servers do.
+    pub ident: Option<String>,
+    /// How long an idle poll is held waiting for data: `low` (128 ms), `medium` (512 ms) or
+    /// `high` (1024 ms) — FMS's latency presets. Longer means fewer requests.
+    pub latency: Latency,
+    /// Tunnel sessions open at once, over all clients.
+    pub max_sessions: usize,
+    /// Tunnel sessions one client IP may hold.
+    pub max_sessions_per_ip: usize,
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Most RTMP bytes returned in one reply.
+    pub max_reply_bytes: usize,
+    /// Bytes buffered per session in each direction; a tunnel player that stops polling fills
+    /// this and then skips to the next keyframe like a TCP player.
+    pub session_buffer_bytes: usize,
+    /// A session that sees no request for this long is closed and freed.
+    pub session_idle_timeout_secs: u64,
+    /// How long a request that arrived ahead of its sequence number waits for the missing one.
+    pub reorder_wait_ms: u64,
+}
+
+/// RTMPT idle-poll latency presets, as FMS named them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Latency {
+    Low,
+    Medium,
+    High,
+}
+
+impl Latency {
+    /// Longest time an idle poll is held open waiting for data.
+    pub fn idle_hold(self) -> Duration {
+        Duration::from_millis(match self {
+            Latency::Low => 128,
+            Latency::Medium => 512,
+            Latency::High => 1024,
+        })
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: vec![HttpSection::DEFAULT_LISTEN],
+            ident: None,
+            latency: Latency::Low,
+            max_sessions: 10_000,
+            max_sessions_per_ip: 64,
+            max_body_bytes: 1 << 20,
+            max_reply_bytes: 256 * 1024,
+            session_buffer_bytes: 1 << 20,
+            session_idle_timeout_secs: 30,
+            reorder_wait_ms: 2000,
+        }
+    }
+}
+
+impl HttpSection {
+    /// The embedded default HTTP listener (FMS served RTMPT on 80).
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 80);
+}
+
+/// `[tls]`: a PEM certificate chain and key enable RTMPS and RTMPTS on every listener.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// PEM certificate chain, leaf first. Re-read on SIGHUP.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1). Re-read on SIGHUP.
+    pub key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -31,6 +116,8 @@ impl Default for Config {
             shutdown_timeout_secs: 10,
             rtmp: RtmpConfig::default(),
             media: MediaSection::default(),
+            http: HttpSection::default(),
+            tls: TlsSection::default(),
             admin: AdminConfig::default(),
             apps: AppsConfig::default(),
         }
@@ -404,6 +491,40 @@ impl Config {
                 return bad(path, "must be at least 1".into());
             }
         }
+        let h = &self.http;
+        for (path, v) in [
+            ("http.max_sessions", h.max_sessions),
+            ("http.max_sessions_per_ip", h.max_sessions_per_ip),
+            ("http.max_body_bytes", h.max_body_bytes),
+            ("http.max_reply_bytes", h.max_reply_bytes),
+            ("http.session_buffer_bytes", h.session_buffer_bytes),
+        ] {
+            if v == 0 {
+                return bad(path, "must be at least 1".into());
+            }
+        }
+        if h.session_idle_timeout_secs == 0 {
+            return bad(
+                "http.session_idle_timeout_secs",
+                "must be at least 1".into(),
+            );
+        }
+        if h.session_buffer_bytes < 4096 {
+            return bad(
+                "http.session_buffer_bytes",
+                format!("{} is below 4096", h.session_buffer_bytes),
+            );
+        }
+        if let Some(ident) = &h.ident
+            && ident.len() > 4096
+        {
+            return bad("http.ident", "longer than 4096 bytes".into());
+        }
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) => return bad("tls.key", "tls.cert is set but tls.key is not".into()),
+            (None, Some(_)) => return bad("tls.cert", "tls.key is set but tls.cert is not".into()),
+            _ => {}
+        }
         if self.media.merge_window_ms > 1000 {
             return bad(
                 "media.merge_window_ms",
@@ -526,6 +647,29 @@ mod tests {
         assert_eq!(c.rtmp.listen, vec!["127.0.0.1:19350".parse().unwrap()]);
         assert_eq!(c.rtmp.chunk_size, 8192);
         assert!(!c.media.gop_cache);
+    }
+
+    #[test]
+    fn tunnel_and_tls_keys_parse_and_validate() {
+        let c = Config::from_toml(
+            "[http]\nlisten = []\nlatency = \"high\"\nident = \"x\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+        )
+        .unwrap();
+        assert!(c.http.listen.is_empty());
+        assert_eq!(c.http.latency, Latency::High);
+        assert_eq!(c.tls.cert.as_deref(), Some(Path::new("c.pem")));
+        let e = Config::from_toml("[http]\nlatency = \"fast\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("http.latency"), "{e}");
+        let e = Config::from_toml("[tls]\ncert = \"c.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("tls.key"), "{e}");
+        let e = Config::from_toml("[http]\nmax_body_bytes = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("http.max_body_bytes"), "{e}");
     }
 
     #[test]

@@ -9,3 +9,5 @@ pub mod media;
 pub mod metrics;
 pub mod rtmp;
 pub mod server;
+pub mod tls;
+pub mod tunnel;

@@ -22,6 +22,16 @@ struct Cli {
     /// RTMP listen address; repeat for several. Replaces the config's `rtmp.listen`.
     #[arg(long = "rtmp", value_name = "ADDR")]
     rtmp: Vec<SocketAddr>,
+    /// RTMPT (HTTP tunnel) listen address; repeat for several. Replaces the config's
+    /// `http.listen` (default 0.0.0.0:80, skipped with a warning when it cannot be bound).
+    #[arg(long = "http", value_name = "ADDR")]
+    http: Vec<SocketAddr>,
+    /// PEM certificate chain enabling rtmps:// and rtmpts:// on every listener (with --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert. Both files are re-read on SIGHUP.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Admin listener address (JSON API, /metrics, dashboard). Replaces `admin.listen`.
     #[arg(long = "admin", value_name = "ADDR")]
     admin: Option<SocketAddr>,
@@ -78,6 +88,13 @@ fn main() -> ExitCode {
     }
     if let Some(dir) = &cli.apps {
         config.apps.dir = Some(dir.clone());
+    }
+    if !cli.http.is_empty() {
+        config.http.listen = cli.http.clone();
+    }
+    if cli.tls_cert.is_some() {
+        config.tls.cert = cli.tls_cert.clone();
+        config.tls.key = cli.tls_key.clone();
     }
     if let Some(addr) = cli.admin {
         config.admin.listen = addr;
@@ -146,6 +163,7 @@ fn main() -> ExitCode {
             }
         };
         info!(version = env!("CARGO_PKG_VERSION"), "wasmgate running");
+        spawn_reload_on_sighup(server.shared.clone());
         wait_for_signal().await;
         let grace = Duration::from_secs(server.shared.config.shutdown_timeout_secs);
         info!(?grace, "shutting down: no new connections, telling clients");
@@ -157,6 +175,27 @@ fn main() -> ExitCode {
         }
         ExitCode::SUCCESS
     })
+}
+
+/// SIGHUP re-reads the TLS certificate and key; sessions already running are untouched.
+fn spawn_reload_on_sighup(shared: std::sync::Arc<wasmgate::server::Shared>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                info!("SIGHUP: reloading TLS certificate and key");
+                if let Err(e) = shared.reload_tls() {
+                    error!("TLS reload: {e}");
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = shared;
 }
 
 async fn wait_for_signal() {

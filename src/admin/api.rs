@@ -124,6 +124,17 @@ async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) ->
             }
             Err(e) => app_error(e),
         },
+        // Re-reads the RTMPS/RTMPTS certificate and key, like SIGHUP; live sessions stay.
+        (Method::POST, ["tls", "reload"]) => match state.shared.reload_tls() {
+            Ok(()) => {
+                info!("TLS certificate reloaded by operator");
+                ok(json!({ "reloaded": true }))
+            }
+            Err(e @ crate::tls::TlsError::NotConfigured) => {
+                error(StatusCode::CONFLICT, &e.to_string())
+            }
+            Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+        },
         (Method::GET, ["clients"]) => ok(clients(state, None)),
         (Method::GET, ["clients", id]) => match id.parse::<u64>() {
             Ok(id) => match clients(state, Some(id)) {

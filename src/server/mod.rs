@@ -1,8 +1,9 @@
-//! Listeners and process-wide state: binds the configured RTMP addresses, accepts connections
-//! within the connection limit and hands each one to the transport-independent driver in `conn`.
+//! Listeners and process-wide state: binds the RTMP and HTTP addresses, sniffs what each new
+//! connection speaks (RTMP, RTMPT, TLS around either) and hands it to `conn` or the tunnel.
 
 pub mod clients;
 pub mod conn;
+mod sniff;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,9 +16,11 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::apps::AppManager;
-use crate::config::Config;
+use crate::config::{Config, HttpSection};
 use crate::media::Registry;
 use crate::rtmp::SessionConfig;
+use crate::tls::{TlsError, TlsState};
+use crate::tunnel::Tunnel;
 
 /// State every connection shares.
 pub struct Shared {
@@ -31,6 +34,10 @@ pub struct Shared {
     pub started_at: std::time::Instant,
     next_conn_id: AtomicU64,
     pub stats: Stats,
+    /// RTMPT sessions, shared by every listener that serves the tunnel.
+    pub tunnel: Arc<Tunnel>,
+    /// The TLS acceptor for RTMPS/RTMPTS when a certificate is configured.
+    pub tls: TlsState,
     /// Flips to true when the server shuts down; every connection watches it.
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -46,8 +53,9 @@ pub struct Stats {
 }
 
 impl Shared {
-    /// Shared state without Wasm apps (every app is served by the built-in live app).
-    pub fn new(config: Config) -> Arc<Shared> {
+    /// Shared state without Wasm apps (every app is served by the built-in live app). Fails
+    /// only when a configured TLS certificate or key cannot be loaded.
+    pub fn new(config: Config) -> Result<Arc<Shared>, TlsError> {
         let registry = Registry::new(config.media_config());
         let apps = AppManager::disabled(config.apps.clone(), registry.clone());
         Shared::with_apps(config, registry, apps)
@@ -57,8 +65,11 @@ impl Shared {
         config: Config,
         registry: Arc<Registry>,
         apps: Arc<AppManager>,
-    ) -> Arc<Shared> {
-        Arc::new(Shared {
+    ) -> Result<Arc<Shared>, TlsError> {
+        let tls = TlsState::new(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
+        Ok(Arc::new(Shared {
+            tunnel: Arc::new(Tunnel::new(config.http.clone())),
+            tls,
             session_config: config.session_config(),
             registry,
             apps,
@@ -68,7 +79,12 @@ impl Shared {
             next_conn_id: AtomicU64::new(1),
             stats: Stats::default(),
             shutdown: tokio::sync::watch::channel(false).0,
-        })
+        }))
+    }
+
+    /// Re-reads the TLS certificate and key (SIGHUP, admin API). Live sessions keep theirs.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        self.tls.reload()
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -89,6 +105,8 @@ impl Shared {
 pub struct Server {
     pub shared: Arc<Shared>,
     pub rtmp_addrs: Vec<SocketAddr>,
+    /// Bound RTMPT-only HTTP listeners (the optional default :80 is absent when it failed).
+    pub http_addrs: Vec<SocketAddr>,
     /// The admin listener's bound address, when `admin.enabled`.
     pub admin_addr: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
@@ -101,6 +119,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Tls(#[from] TlsError),
     #[error("{0}")]
     Admin(#[from] crate::admin::AdminError),
     #[error("{0}")]
@@ -127,10 +147,46 @@ impl Server {
         let manager = AppManager::start(config.apps.clone(), registry.clone())
             .await
             .map_err(StartError::Apps)?;
-        let shared = Shared::with_apps(config, registry, manager);
+        let shared = Shared::with_apps(config, registry, manager)?;
         let limit = Arc::new(Semaphore::new(shared.config.rtmp.max_connections));
         let mut rtmp_addrs = Vec::new();
+        let mut http_addrs = Vec::new();
         let mut tasks = Vec::new();
+        if shared.tls.acceptor().is_some() {
+            info!("TLS enabled: rtmps:// and rtmpts:// are served on every listener");
+        }
+        for &addr in &shared.config.http.listen {
+            let listener = match TcpListener::bind(addr).await {
+                Ok(l) => l,
+                // FMS served RTMPT on 80, so the embedded default asks for it; an unprivileged
+                // process (or a busy port) must not stop RTMP from starting.
+                Err(e) if addr == HttpSection::DEFAULT_LISTEN => {
+                    warn!(
+                        %addr,
+                        error = %e,
+                        "cannot listen for RTMPT on {addr}; RTMPT stays available on the RTMP port. \
+                         Fix: pass --http 0.0.0.0:8080 (or set http.listen), or grant the binary \
+                         CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep wasmgate)"
+                    );
+                    continue;
+                }
+                Err(source) => return Err(StartError::Bind { addr, source }),
+            };
+            let local = listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            info!(addr = %local, "RTMPT (HTTP) listening");
+            http_addrs.push(local);
+            tasks.push(tokio::spawn(accept_loop(
+                listener,
+                shared.clone(),
+                limit.clone(),
+                Listener::Http,
+            )));
+        }
+        tasks.push(tokio::spawn(crate::tunnel::expiry_loop(
+            shared.tunnel.clone(),
+        )));
         for &addr in &shared.config.rtmp.listen {
             let listener = TcpListener::bind(addr)
                 .await
@@ -144,6 +200,7 @@ impl Server {
                 listener,
                 shared.clone(),
                 limit.clone(),
+                Listener::Rtmp,
             )));
         }
         let mut admin_addr = None;
@@ -155,6 +212,7 @@ impl Server {
         Ok(Server {
             shared,
             rtmp_addrs,
+            http_addrs,
             admin_addr,
             tasks,
         })
@@ -188,7 +246,19 @@ impl Drop for Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Semaphore>) {
+/// What a listener serves: the RTMP port sniffs every protocol, an HTTP port only RTMPT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Listener {
+    Rtmp,
+    Http,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    kind: Listener,
+) {
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -211,7 +281,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Sema
         let _ = sock.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
-            conn::serve(sock, peer, "rtmp", shared).await;
+            sniff::dispatch(sock, peer, kind, shared).await;
             drop(permit);
         });
     }

@@ -29,6 +29,10 @@ impl Gateway {
             .with_test_writer()
             .try_init();
         config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        // Every configured HTTP (RTMPT) listener moves to a free loopback port too.
+        for a in &mut config.http.listen {
+            *a = "127.0.0.1:0".parse().unwrap();
+        }
         // Tests run in parallel (and next to other checkouts): never take the fixed 1111.
         if config.admin.listen.port() == 1111 {
             config.admin.listen.set_port(0);
@@ -49,6 +53,11 @@ impl Gateway {
     /// `rtmp://127.0.0.1:PORT/PATH`
     pub fn url(&self, path: &str) -> String {
         format!("rtmp://{}/{}", self.addr, path)
+    }
+
+    /// The first RTMPT-only HTTP listener.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.server.http_addrs[0]
     }
 
     /// The admin listener's address (tests bind it on port 0).
