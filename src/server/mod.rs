@@ -4,9 +4,10 @@
 pub mod clients;
 pub mod conn;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -36,6 +37,7 @@ pub struct Stats {
     pub connections: AtomicUsize,
     pub connections_total: AtomicU64,
     pub rejected_over_limit: AtomicU64,
+    pub rejected_over_ip_limit: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
 }
@@ -79,6 +81,7 @@ impl Server {
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let shared = Shared::new(config);
         let limit = Arc::new(Semaphore::new(shared.config.rtmp.max_connections));
+        let per_ip = Arc::new(PerIp::new(shared.config.rtmp.max_connections_per_ip));
         let mut rtmp_addrs = Vec::new();
         let mut tasks = Vec::new();
         for &addr in &shared.config.rtmp.listen {
@@ -94,6 +97,7 @@ impl Server {
                 listener,
                 shared.clone(),
                 limit.clone(),
+                per_ip.clone(),
             )));
         }
         Ok(Server {
@@ -117,7 +121,60 @@ impl Drop for Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Semaphore>) {
+/// Open connections per source address, for `rtmp.max_connections_per_ip`. One short lock per
+/// accept and per close; entries go away with their last connection, so the map is bounded by
+/// `max_connections`.
+struct PerIp {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's slot in [`PerIp`]; released on drop.
+struct IpSlot {
+    table: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn new(max: usize) -> PerIp {
+        PerIp {
+            max,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
+) {
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -137,10 +194,20 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Sema
             drop(sock);
             continue;
         };
+        let Some(slot) = per_ip.try_acquire(peer.ip()) else {
+            shared
+                .stats
+                .rejected_over_ip_limit
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(%peer, max = per_ip.max, "per-IP connection limit reached; closing new connection");
+            drop(sock);
+            continue;
+        };
         let _ = sock.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
             conn::serve(sock, peer, "rtmp", shared).await;
+            drop(slot);
             drop(permit);
         });
     }
