@@ -183,3 +183,114 @@ impl Raw {
         }
     }
 }
+
+/// The real `wasmgate` binary on a free 127.0.0.1 port, so its memory, descriptors and log are
+/// its own. Killed on drop.
+pub struct BinGateway {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    log: tempfile::NamedTempFile,
+    _config: tempfile::NamedTempFile,
+}
+
+impl BinGateway {
+    /// Starts the binary with `config` (TOML; `rtmp.listen` is set here).
+    pub fn start(config: &str) -> BinGateway {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let cfg = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(cfg.path(), config).unwrap();
+        let log = tempfile::Builder::new()
+            .prefix("wasmgate-log-")
+            .tempfile()
+            .unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+            .arg("--config")
+            .arg(cfg.path())
+            .arg("--rtmp")
+            .arg(addr.to_string())
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("wasmgate binary starts");
+        let gw = BinGateway {
+            child,
+            addr,
+            log,
+            _config: cfg,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not listen: {}",
+                gw.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        gw
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("rtmp://{}/{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.log.path()).unwrap_or_default()).into_owned()
+    }
+
+    /// Resident memory in KiB (VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
+    /// Open file descriptors.
+    pub fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Panics the gateway logged (a panic in a connection task does not kill the process, so
+    /// the log is where it shows).
+    pub fn assert_no_panic(&self) {
+        let log = self.log();
+        assert!(
+            !log.contains("panicked"),
+            "gateway panicked: {}",
+            log.lines()
+                .filter(|l| l.contains("panicked"))
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+impl Drop for BinGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `Name:   123 kB` field of /proc/PID/status.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
