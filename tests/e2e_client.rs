@@ -257,6 +257,12 @@ fn enhanced_rtmp_fourcc_video_passes_through_untouched_to_late_players() {
         let sid = player.create_stream().await.unwrap();
         player.session().play(sid, "ertmp", -2.0);
         player.flush().await.unwrap();
+        // Only once the player is subscribed: a keyframe arriving before that would start a
+        // new GOP and replace the cached one the player is expected to receive first.
+        player
+            .wait_status(Duration::from_secs(5), |c| c == "NetStream.Play.Start")
+            .await
+            .unwrap();
         publisher.session().send_media(pid, 9, 99, &av1_key);
         publisher.flush().await.unwrap();
         let mut got = Vec::new();
