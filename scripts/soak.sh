@@ -86,6 +86,7 @@ while [ $((SECONDS - start)) -lt "$DURATION" ]; do
                 -t $((20 + RANDOM % 60)) -c copy -f flv "rtmp://127.0.0.1:$PORT/live/s$k" \
                 2>>"$OUT/publishers.log" &
             PUB[$k]=$!
+            disown "$!" # no "Killed" job notices when churn SIGKILLs it
             pub_started=$((pub_started + 1))
         elif [ $((RANDOM % 100)) -eq 0 ]; then
             kill -9 "$p" 2>/dev/null || true
@@ -108,6 +109,7 @@ while [ $((SECONDS - start)) -lt "$DURATION" ]; do
                 -o /dev/null 2>>"$OUT/players.log" &
         fi
         PLAYERS+=("$!")
+        disown "$!"
         players_started=$((players_started + 1))
     fi
     if [ ${#PLAYERS[@]} -gt 0 ] && [ $((RANDOM % 10)) -eq 0 ]; then
