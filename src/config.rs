@@ -146,6 +146,9 @@ pub struct RtmpConfig {
     pub write_timeout_secs: u64,
     /// Connections served at once; more are closed on accept.
     pub max_connections: usize,
+    /// Connections served at once from one IP address; more from that address are closed on
+    /// accept, so one host cannot take every slot.
+    pub max_connections_per_ip: usize,
     /// Largest message a client may send, in bytes.
     pub max_message_size: u32,
     /// Largest Set Chunk Size a client may ask for.
@@ -176,6 +179,7 @@ impl Default for RtmpConfig {
             handshake_timeout_secs: 10,
             write_timeout_secs: 30,
             max_connections: 10_000,
+            max_connections_per_ip: 2_000,
             max_message_size: chunk.max_message_size,
             max_chunk_size: chunk.max_chunk_size,
             max_chunk_streams: chunk.max_chunk_streams,
@@ -481,6 +485,7 @@ impl Config {
         }
         for (path, v) in [
             ("rtmp.max_connections", r.max_connections),
+            ("rtmp.max_connections_per_ip", r.max_connections_per_ip),
             ("rtmp.max_chunk_streams", r.max_chunk_streams),
             ("rtmp.max_partial_bytes", r.max_partial_bytes),
             ("rtmp.amf_max_depth", r.amf_max_depth),

@@ -5,9 +5,10 @@ pub mod clients;
 pub mod conn;
 mod sniff;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -48,6 +49,7 @@ pub struct Stats {
     pub connections: AtomicUsize,
     pub connections_total: AtomicU64,
     pub rejected_over_limit: AtomicU64,
+    pub rejected_over_ip_limit: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
 }
@@ -149,6 +151,7 @@ impl Server {
             .map_err(StartError::Apps)?;
         let shared = Shared::with_apps(config, registry, manager)?;
         let limit = Arc::new(Semaphore::new(shared.config.rtmp.max_connections));
+        let per_ip = Arc::new(PerIp::new(shared.config.rtmp.max_connections_per_ip));
         let mut rtmp_addrs = Vec::new();
         let mut http_addrs = Vec::new();
         let mut tasks = Vec::new();
@@ -182,6 +185,7 @@ impl Server {
                 shared.clone(),
                 limit.clone(),
                 Listener::Http,
+                per_ip.clone(),
             )));
         }
         tasks.push(tokio::spawn(crate::tunnel::expiry_loop(
@@ -201,6 +205,7 @@ impl Server {
                 shared.clone(),
                 limit.clone(),
                 Listener::Rtmp,
+                per_ip.clone(),
             )));
         }
         let mut admin_addr = None;
@@ -253,11 +258,60 @@ pub(crate) enum Listener {
     Http,
 }
 
+/// Open connections per source address, for `rtmp.max_connections_per_ip`. One short lock per
+/// accept and per close; entries go away with their last connection, so the map is bounded by
+/// `max_connections`.
+struct PerIp {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's slot in [`PerIp`]; released on drop.
+struct IpSlot {
+    table: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn new(max: usize) -> PerIp {
+        PerIp {
+            max,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
     kind: Listener,
+    per_ip: Arc<PerIp>,
 ) {
     loop {
         let (sock, peer) = match listener.accept().await {
@@ -278,10 +332,20 @@ async fn accept_loop(
             drop(sock);
             continue;
         };
+        let Some(slot) = per_ip.try_acquire(peer.ip()) else {
+            shared
+                .stats
+                .rejected_over_ip_limit
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(%peer, max = per_ip.max, "per-IP connection limit reached; closing new connection");
+            drop(sock);
+            continue;
+        };
         let _ = sock.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
             sniff::dispatch(sock, peer, kind, shared).await;
+            drop(slot);
             drop(permit);
         });
     }
