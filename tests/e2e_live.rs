@@ -4,50 +4,10 @@
 mod common;
 mod gateway;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use gateway::Gateway;
-
-fn check_av_file(path: &Path) -> Vec<Packet> {
-    let packets = ffprobe_packets(path);
-    let video = packets.iter().filter(|p| p.stream_type == "video").count();
-    let audio = packets.iter().filter(|p| p.stream_type == "audio").count();
-    assert!(
-        video >= 10,
-        "{}: only {video} video packets",
-        path.display()
-    );
-    assert!(
-        audio >= 10,
-        "{}: only {audio} audio packets",
-        path.display()
-    );
-    if let Err(e) = decodes_cleanly(path) {
-        panic!("{} does not decode cleanly: {e}", path.display());
-    }
-    packets
-}
-
-fn first_video_is_keyframe(packets: &[Packet]) -> bool {
-    packets
-        .iter()
-        .find(|p| p.stream_type == "video")
-        .is_some_and(|p| p.keyframe)
-}
-
-fn assert_monotonic(packets: &[Packet]) {
-    for kind in ["video", "audio"] {
-        let mut last = f64::MIN;
-        for p in packets.iter().filter(|p| p.stream_type == kind) {
-            if let Some(t) = p.dts_time {
-                assert!(t >= last, "{kind} dts went back from {last} to {t}");
-                last = t;
-            }
-        }
-    }
-}
 
 #[test]
 fn late_players_ffmpeg_and_rtmpdump_start_on_a_keyframe() {
@@ -73,7 +33,7 @@ fn late_players_ffmpeg_and_rtmpdump_start_on_a_keyframe() {
     rd.finish(Duration::from_secs(30));
 
     for out in [&ff_out, &rd_out] {
-        let packets = check_av_file(out);
+        let packets = assert_av_file(out);
         assert!(
             first_video_is_keyframe(&packets),
             "{}: first video packet is not a keyframe",
@@ -109,8 +69,8 @@ fn players_waiting_before_the_publisher_get_publish_notify_and_the_stream() {
     let ff_status = ff.finish(Duration::from_secs(30));
     assert!(ff_status.success(), "ffmpeg play failed: {}", ff.stderr());
     rd.finish(Duration::from_secs(30));
-    check_av_file(&ff_out);
-    let packets = check_av_file(&rd_out);
+    assert_av_file(&ff_out);
+    let packets = assert_av_file(&rd_out);
     assert!(first_video_is_keyframe(&packets));
     let log = rd.stderr();
     assert!(
@@ -150,7 +110,7 @@ fn second_publisher_gets_bad_name_and_first_keeps_streaming() {
         "{}",
         ff.stderr()
     );
-    check_av_file(&out);
+    assert_av_file(&out);
 }
 
 #[test]
@@ -176,8 +136,8 @@ fn fifty_concurrent_players_all_receive_the_stream() {
         }
     }
     assert!(short.is_empty(), "players with too little data: {short:?}");
-    check_av_file(&outs[0]);
-    check_av_file(&outs[49]);
+    assert_av_file(&outs[0]);
+    assert_av_file(&outs[49]);
 }
 
 #[test]
@@ -208,7 +168,7 @@ fn vanished_publisher_ends_players_with_unpublish_notify_and_frees_state() {
         log.contains("NetStream.Play.UnpublishNotify"),
         "no UnpublishNotify in rtmpdump log:\n{log}"
     );
-    check_av_file(&out);
+    assert_av_file(&out);
     assert!(
         wait_until(Duration::from_secs(5), || gw
             .shared()
@@ -234,7 +194,7 @@ fn instances_are_separate_namespaces() {
         "{}",
         ff.stderr()
     );
-    check_av_file(&same);
+    assert_av_file(&same);
 
     let streams = gw.shared().registry.snapshot();
     assert!(
@@ -290,7 +250,7 @@ fn reconnecting_publisher_takes_over_a_half_dead_stream_and_players_keep_playing
         "player failed across the switch: {}",
         player.stderr()
     );
-    let packets = check_av_file(&out);
+    let packets = assert_av_file(&out);
     let last = packets
         .iter()
         .filter(|p| p.stream_type == "video")

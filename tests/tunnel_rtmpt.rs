@@ -4,39 +4,10 @@
 mod common;
 mod gateway;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use gateway::Gateway;
-
-fn check_av_file(path: &Path) {
-    let packets = ffprobe_packets(path);
-    let video = packets.iter().filter(|p| p.stream_type == "video").count();
-    let audio = packets.iter().filter(|p| p.stream_type == "audio").count();
-    assert!(
-        video >= 10,
-        "{}: only {video} video packets",
-        path.display()
-    );
-    assert!(
-        audio >= 10,
-        "{}: only {audio} audio packets",
-        path.display()
-    );
-    if let Err(e) = decodes_cleanly(path) {
-        panic!("{} does not decode cleanly: {e}", path.display());
-    }
-}
-
-fn publishing(gw: &Gateway) -> usize {
-    gw.shared()
-        .registry
-        .snapshot()
-        .iter()
-        .filter(|(_, publishing, _)| *publishing)
-        .count()
-}
 
 fn transports(gw: &Gateway) -> Vec<&'static str> {
     let mut t: Vec<_> = gw
@@ -61,7 +32,7 @@ fn ffmpeg_publishes_rtmpt_on_the_rtmp_port_and_ffmpeg_and_rtmpdump_play_rtmpt_fr
     );
     assert!(
         wait_until(Duration::from_secs(10), || transports(&gw) == ["rtmpt"]
-            && publishing(&gw) == 1),
+            && gw.publishing() == 1),
         "publisher over rtmpt never started: {}",
         publisher.stderr()
     );
@@ -83,8 +54,8 @@ fn ffmpeg_publishes_rtmpt_on_the_rtmp_port_and_ffmpeg_and_rtmpdump_play_rtmpt_fr
         ff.stderr()
     );
     rd.finish(Duration::from_secs(30));
-    check_av_file(&ff_out);
-    check_av_file(&rd_out);
+    assert_av_file(&ff_out);
+    assert_av_file(&rd_out);
     assert!(
         publisher.is_running(),
         "publisher died: {}",
@@ -109,7 +80,7 @@ fn mixed_publish_rtmp_play_rtmpt_and_publish_rtmpt_play_rtmp() {
         &format!("rtmpt://{}/live/b", gw.http_addr()),
         &fixture_flv_long(),
     );
-    assert!(wait_until(Duration::from_secs(10), || publishing(&gw) == 2));
+    assert!(wait_until(Duration::from_secs(10), || gw.publishing() == 2));
     let out_a = dir.path().join("a.flv");
     let out_b = dir.path().join("b.flv");
     let mut pa = ffmpeg_play(&format!("rtmpt://{}/live/a", gw.addr), &out_a, 3.0);
@@ -117,8 +88,8 @@ fn mixed_publish_rtmp_play_rtmpt_and_publish_rtmpt_play_rtmp() {
     let s = pa.finish(Duration::from_secs(30));
     assert!(s.success(), "rtmpt player failed: {}", pa.stderr());
     pb.finish(Duration::from_secs(30));
-    check_av_file(&out_a);
-    check_av_file(&out_b);
+    assert_av_file(&out_a);
+    assert_av_file(&out_b);
 }
 
 #[test]
@@ -131,7 +102,7 @@ fn a_stalled_rtmpt_player_skips_to_the_next_keyframe_like_a_tcp_player() {
     let gw = Gateway::start_with(config);
     let dir = tempfile::tempdir().unwrap();
     let _publisher = ffmpeg_publish(&gw.url("live/stall"), &fixture_flv_long());
-    assert!(wait_until(Duration::from_secs(10), || publishing(&gw) == 1));
+    assert!(wait_until(Duration::from_secs(10), || gw.publishing() == 1));
     let out = dir.path().join("stalled.flv");
     let mut player = ffmpeg_play(&format!("rtmpt://{}/live/stall", gw.http_addr()), &out, 8.0);
     assert!(wait_until(Duration::from_secs(10), || file_len(&out) > 50_000));
@@ -148,7 +119,7 @@ fn a_stalled_rtmpt_player_skips_to_the_next_keyframe_like_a_tcp_player() {
     signal("-CONT");
     let s = player.finish(Duration::from_secs(40));
     assert!(s.success(), "stalled player failed: {}", player.stderr());
-    check_av_file(&out);
+    assert_av_file(&out);
     // It resumed at a keyframe, seconds later in the stream, instead of catching up on
     // everything it missed through an unbounded buffer.
     let packets = ffprobe_packets(&out);

@@ -14,34 +14,6 @@ use common::*;
 use gateway::Gateway;
 use wasmgate::config::Config;
 
-fn check_av_file(path: &Path) {
-    let packets = ffprobe_packets(path);
-    let video = packets.iter().filter(|p| p.stream_type == "video").count();
-    let audio = packets.iter().filter(|p| p.stream_type == "audio").count();
-    assert!(
-        video >= 10,
-        "{}: only {video} video packets",
-        path.display()
-    );
-    assert!(
-        audio >= 10,
-        "{}: only {audio} audio packets",
-        path.display()
-    );
-    if let Err(e) = decodes_cleanly(path) {
-        panic!("{} does not decode cleanly: {e}", path.display());
-    }
-}
-
-fn publishing(gw: &Gateway) -> usize {
-    gw.shared()
-        .registry
-        .snapshot()
-        .iter()
-        .filter(|(_, publishing, _)| *publishing)
-        .count()
-}
-
 /// Writes a fresh self-signed certificate for 127.0.0.1/localhost into `dir`.
 fn write_cert(dir: &Path) -> (PathBuf, PathBuf) {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
@@ -98,7 +70,7 @@ fn rtmps_publish_and_rtmps_rtmpts_players_on_both_ports_survive_a_certificate_re
         &fixture_flv_long(),
     );
     assert!(
-        wait_until(Duration::from_secs(10), || publishing(&gw) == 1),
+        wait_until(Duration::from_secs(10), || gw.publishing() == 1),
         "rtmps publisher never started: {}",
         publisher.stderr()
     );
@@ -144,17 +116,17 @@ fn rtmps_publish_and_rtmps_rtmpts_players_on_both_ports_survive_a_certificate_re
     for (p, out) in players.iter_mut().zip(&outs) {
         let s = p.finish(Duration::from_secs(30));
         assert!(s.success(), "player failed: {}", p.stderr());
-        check_av_file(out);
+        assert_av_file(out);
     }
     for (p, out) in rd.iter_mut().zip(&rd_outs) {
         p.finish(Duration::from_secs(30));
-        check_av_file(out);
+        assert_av_file(out);
     }
     let after = dir.path().join("after.flv");
     let mut p = ffmpeg_play(&format!("rtmps://{}/live/secure", gw.addr), &after, 2.0);
     let s = p.finish(Duration::from_secs(30));
     assert!(s.success(), "player after reload failed: {}", p.stderr());
-    check_av_file(&after);
+    assert_av_file(&after);
     assert!(
         publisher.is_running(),
         "publisher dropped by the reload: {}",
@@ -172,7 +144,7 @@ fn tls_without_a_certificate_is_closed_and_rtmp_still_works() {
     let s = p.finish(Duration::from_secs(30));
     assert!(!s.success(), "rtmps without a certificate should fail");
     let _publisher = ffmpeg_publish(&gw.url("live/none"), &fixture_flv_long());
-    assert!(wait_until(Duration::from_secs(10), || publishing(&gw) == 1));
+    assert!(wait_until(Duration::from_secs(10), || gw.publishing() == 1));
     let answer = admin_post(gw.admin_addr(), "/api/v1/tls/reload");
     assert!(answer.starts_with("HTTP/1.1 409"), "{answer}");
 }
@@ -311,7 +283,7 @@ fn a_player_that_can_only_reach_an_http_proxy_gets_the_stream() {
     let dir = tempfile::tempdir().unwrap();
     let gw = tls_gateway(dir.path());
     let _publisher = ffmpeg_publish(&gw.url("live/proxied"), &fixture_flv_long());
-    assert!(wait_until(Duration::from_secs(10), || publishing(&gw) == 1));
+    assert!(wait_until(Duration::from_secs(10), || gw.publishing() == 1));
     // The gateway listens on the host's 127.0.0.1; inside the namespace 127.0.0.1 is the
     // namespace's own loopback, so only the proxy (in the host namespace) can reach it.
     // rtmpts: ffmpeg tunnels TLS through the proxy with CONNECT, keeping one connection for
@@ -372,7 +344,7 @@ fn a_player_that_can_only_reach_an_http_proxy_gets_the_stream() {
         "proxied rtmpts player failed: {}",
         player.stderr()
     );
-    check_av_file(&out);
+    assert_av_file(&out);
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     let gw_port = gw.http_addr().port();
     assert!(

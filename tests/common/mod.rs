@@ -829,3 +829,45 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
         TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
     })
 }
+
+/// Asserts `path` holds at least 10 video and 10 audio packets that decode cleanly; returns them.
+pub fn assert_av_file(path: &Path) -> Vec<Packet> {
+    let packets = ffprobe_packets(path);
+    let video = packets.iter().filter(|p| p.stream_type == "video").count();
+    let audio = packets.iter().filter(|p| p.stream_type == "audio").count();
+    assert!(
+        video >= 10,
+        "{}: only {video} video packets",
+        path.display()
+    );
+    assert!(
+        audio >= 10,
+        "{}: only {audio} audio packets",
+        path.display()
+    );
+    if let Err(e) = decodes_cleanly(path) {
+        panic!("{} does not decode cleanly: {e}", path.display());
+    }
+    packets
+}
+
+/// True when the first video packet is a keyframe.
+pub fn first_video_is_keyframe(packets: &[Packet]) -> bool {
+    packets
+        .iter()
+        .find(|p| p.stream_type == "video")
+        .is_some_and(|p| p.keyframe)
+}
+
+/// Asserts video and audio dts never go backwards.
+pub fn assert_monotonic(packets: &[Packet]) {
+    for kind in ["video", "audio"] {
+        let mut last = f64::MIN;
+        for p in packets.iter().filter(|p| p.stream_type == kind) {
+            if let Some(t) = p.dts_time {
+                assert!(t >= last, "{kind} dts went back from {last} to {t}");
+                last = t;
+            }
+        }
+    }
+}

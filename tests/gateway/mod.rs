@@ -65,6 +65,16 @@ impl Gateway {
         self.server.admin_addr.expect("admin listener enabled")
     }
 
+    /// Streams that currently have a publisher.
+    pub fn publishing(&self) -> usize {
+        self.shared()
+            .registry
+            .snapshot()
+            .iter()
+            .filter(|(_, publishing, _)| *publishing)
+            .count()
+    }
+
     pub fn shared(&self) -> &Arc<Shared> {
         &self.server.shared
     }
