@@ -3,7 +3,9 @@
 //! Measures the time of a full RTMP connect (handshake + connect + `_result`) to the built-in
 //! live app and to an app whose `on_connect` hook runs in Wasm (token-auth), and how many hook
 //! calls per second one instance serves (pipelined `NetConnection.call`s to the chat guest),
-//! also per CPU-second of this process (client and gateway share it).
+//! also per CPU-second of this process (client and gateway share it), and how many data
+//! messages (`NetStream.send`) per second go from a publisher to a player with and without the
+//! chat guest's `on_data` moderation in between.
 
 #[path = "../tests/apps/mod.rs"]
 mod apps;
@@ -13,7 +15,9 @@ mod gateway;
 use std::time::{Duration, Instant};
 
 use apps::*;
-use wasmgate::rtmp::amf::Amf0Value;
+use wasmgate::rtmp::amf::{Amf0Value, AmfLimits, decode_amf0_all, encode_amf0_all};
+use wasmgate::rtmp::client::ClientEvent;
+use wasmgate::rtmp::message::msg_type;
 
 fn cpu_secs() -> f64 {
     // utime + stime of this process, in clock ticks (100 Hz on Linux).
@@ -95,4 +99,75 @@ fn main() {
         calls / wall,
         calls / cpu.max(0.01)
     );
+
+    // Players written per message (no merge window), so the figure is the hook's, not the tick's.
+    let gw = gateway_with_apps(apps_dir.path(), |c| c.media.merge_window_ms = 0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (label, app) in [
+        ("no app (live)", "live"),
+        ("chat on_data hook", "chat/data"),
+    ] {
+        let url = format!("rtmp://{}/{app}", gw.addr);
+        let (count, wall) = rt.block_on(data_messages(&url, 50_000));
+        println!(
+            "data messages publisher -> player, {label}: {:.0}/s ({count} messages in {:.2} s)",
+            count as f64 / wall,
+            wall
+        );
+    }
+}
+
+/// Publishes `n` `onChat` data messages and counts them arriving at a player.
+async fn data_messages(url: &str, n: usize) -> (usize, f64) {
+    use wasmgate::client::RtmpClient;
+    let t = Duration::from_secs(10);
+    let mut player = RtmpClient::connect(url, vec![]).await.unwrap();
+    let pid = player.create_stream().await.unwrap();
+    player.session().play(pid, "d", -1.0);
+    player.flush().await.unwrap();
+    player
+        .wait_status(t, |c| c == "NetStream.Play.Start")
+        .await
+        .unwrap();
+    let mut publisher = RtmpClient::connect(url, vec![]).await.unwrap();
+    let sid = publisher.create_stream().await.unwrap();
+    publisher.session().publish(sid, "d", "live");
+    publisher.flush().await.unwrap();
+    publisher
+        .wait_status(t, |c| c == "NetStream.Publish.Start")
+        .await
+        .unwrap();
+    let msg = encode_amf0_all(&[Amf0Value::string("onChat"), Amf0Value::string("hello")]);
+    // In windows well below the player's queue (`media.player_queue`), which a flood would
+    // overrun: a lagging player skips ahead by design.
+    const WINDOW: usize = 250;
+    let started = Instant::now();
+    let mut got = 0;
+    for w in 0..n.div_ceil(WINDOW) {
+        for i in w * WINDOW..((w + 1) * WINDOW).min(n) {
+            publisher
+                .session()
+                .send_media(sid, msg_type::DATA_AMF0, i as u32, &msg);
+        }
+        publisher.flush().await.unwrap();
+        let want = ((w + 1) * WINDOW).min(n);
+        while got < want {
+            match player.next_event_timeout(t).await {
+                Ok(ClientEvent::Media {
+                    type_id, payload, ..
+                }) if type_id == msg_type::DATA_AMF0 => {
+                    let v = decode_amf0_all(&payload, &AmfLimits::default()).unwrap_or_default();
+                    if v.first().and_then(|x| x.as_str()) == Some("onChat") {
+                        got += 1;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => panic!("player: {e} after {got} messages"),
+            }
+        }
+    }
+    (got, started.elapsed().as_secs_f64())
 }
