@@ -69,16 +69,41 @@ pub fn guest(name: &str) -> PathBuf {
     guests_dir().join(format!("{}.wasm", name.replace('-', "_")))
 }
 
+/// The Python sample guest (`guests/python/stream-gate`) built by `scripts/build-python-guest.sh`
+/// (a venv with a pinned componentize-py under `target/`, the build cached by input hash), once
+/// per test process. Fails the test, never skips it, when the toolchain cannot be set up.
+pub fn python_guest() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| {
+        let script = manifest_dir().join("scripts").join("build-python-guest.sh");
+        let out = Command::new(&script)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "building the Python guest failed (python3 with venv, PyPI access for \
+             componentize-py are needed; scripts/install-test-deps.sh installs python3-venv):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let path = PathBuf::from(stdout.lines().last().unwrap_or("").trim());
+        assert!(path.is_file(), "build-python-guest.sh printed {stdout:?}");
+        path
+    })
+}
+
 /// Installs `guest` as `apps/<app>/` with `app.toml` text; writes through a temporary file and
 /// a rename, as a deploy should, so the watcher never sees half a module.
 pub fn install_app(apps: &Path, app: &str, guest_name: &str, toml: &str) {
+    install_wasm(apps, app, &guest(guest_name), toml);
+}
+
+/// Installs the component at `wasm` as `apps/<app>/` with `app.toml` text.
+pub fn install_wasm(apps: &Path, app: &str, wasm: &Path, toml: &str) {
     let dir = apps.join(app);
     std::fs::create_dir_all(&dir).unwrap();
     write_atomic(&dir.join("app.toml"), toml.as_bytes());
-    write_atomic(
-        &dir.join("app.wasm"),
-        &std::fs::read(guest(guest_name)).unwrap(),
-    );
+    write_atomic(&dir.join("app.wasm"), &std::fs::read(wasm).unwrap());
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) {
