@@ -24,44 +24,59 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Builds every guest in `guests/` (once per test process; cargo's own lock serialises
-/// processes) and returns the folder holding the `.wasm` files.
+/// Builds every guest in `guests/` and `examples/hello-guest` (the README's example, so it
+/// cannot rot) once per test process (cargo's own lock serialises processes) and returns the
+/// folder holding the `.wasm` files. Both share one target folder and release profile, so the
+/// example reuses the guests' compiled dependencies.
 pub fn guests_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let target = manifest_dir().join("target").join("guests");
-        let build = || {
-            let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            cmd.args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-            ])
-            .arg(manifest_dir().join("guests").join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &target)
-            // The outer `cargo test` sets these for the host build; the guests are their own.
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("CARGO_BUILD_TARGET");
-            cmd.output().expect("cargo runs")
-        };
-        let mut out = build();
-        if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("wasm32-wasip2") {
-            // A fresh machine without the target: add it (as scripts/install-test-deps.sh does).
-            let _ = Command::new("rustup")
-                .args(["target", "add", "wasm32-wasip2"])
-                .status();
-            out = build();
+        for manifest in [
+            manifest_dir().join("guests").join("Cargo.toml"),
+            manifest_dir()
+                .join("examples")
+                .join("hello-guest")
+                .join("Cargo.toml"),
+        ] {
+            build_guests(&manifest, &target);
         }
-        assert!(
-            out.status.success(),
-            "building the guests failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         target.join("wasm32-wasip2").join("release")
     })
+}
+
+fn build_guests(manifest: &Path, target: &Path) {
+    let build = || {
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(manifest)
+        .env("CARGO_TARGET_DIR", target)
+        // The outer `cargo test` sets these for the host build; the guests are their own.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
+        cmd.output().expect("cargo runs")
+    };
+    let mut out = build();
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("wasm32-wasip2") {
+        // A fresh machine without the target: add it (as scripts/install-test-deps.sh does).
+        let _ = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip2"])
+            .status();
+        out = build();
+    }
+    assert!(
+        out.status.success(),
+        "building {} failed:\n{}",
+        manifest.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The built component of guest crate `name` (e.g. `token-auth`).
