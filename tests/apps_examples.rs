@@ -26,25 +26,36 @@ fn example_toml(app: &str) -> String {
 #[test]
 fn readme_walkthrough_and_hello_guest() {
     ensure_tools();
-    let apps_dir = tempfile::tempdir().unwrap();
-    install_app(
-        apps_dir.path(),
-        "secure",
-        "token-auth",
-        &example_toml("secure"),
+    // `--apps apps`, as in the walkthrough: a path relative to the working directory (cargo
+    // runs tests in the package root).
+    let tmp = tempfile::tempdir_in(manifest_dir().join("target")).unwrap();
+    let apps_dir = tmp
+        .path()
+        .strip_prefix(manifest_dir())
+        .unwrap()
+        .join("apps");
+    install_app(&apps_dir, "secure", "token-auth", &example_toml("secure"));
+    install_app(&apps_dir, "chat", "chat", &example_toml("chat"));
+    let gw = gateway_with_apps(&apps_dir, |_| {});
+    let loaded = || {
+        let mut v: Vec<String> = gw
+            .shared()
+            .apps
+            .list()
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(loaded(), ["chat", "secure"]);
+    // "Write one": copying the module into the running gateway's apps folder deploys it.
+    install_app(&apps_dir, "hello", "hello-guest", "");
+    assert!(
+        wait_until(Duration::from_secs(10), || loaded().len() == 3),
+        "hello-guest was not picked up from a relative apps folder: {:?}",
+        loaded()
     );
-    install_app(apps_dir.path(), "chat", "chat", &example_toml("chat"));
-    install_app(apps_dir.path(), "hello", "hello-guest", "");
-    let gw = gateway_with_apps(apps_dir.path(), |_| {});
-    let mut loaded: Vec<String> = gw
-        .shared()
-        .apps
-        .list()
-        .into_iter()
-        .map(|a| a.name)
-        .collect();
-    loaded.sort();
-    assert_eq!(loaded, ["chat", "hello", "secure"]);
     let out = tempfile::tempdir().unwrap();
 
     // ffmpeg -re -i in.flv -c copy -f flv -rtmp_conn S:change-me rtmp://127.0.0.1/secure/key

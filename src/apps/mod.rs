@@ -457,7 +457,8 @@ impl AppManager {
         use notify::Watcher;
         let dirty: Arc<Mutex<HashSet<String>>> = Arc::default();
         let wake = Arc::new(Notify::new());
-        let root = dir.to_path_buf();
+        // Events carry absolute paths: a relative `--apps apps` must be made absolute to match.
+        let root = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         let (d, w) = (dirty.clone(), wake.clone());
         let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             let Ok(ev) = ev else { return };
