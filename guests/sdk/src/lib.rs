@@ -107,7 +107,7 @@ macro_rules! export_app {
                     with(|a| a.on_timer(id))
                 }
             }
-    $crate::bindings::__export_wasmgate_app!(Export with_types_in $crate::bindings);
+            $crate::bindings::__export_wasmgate_app!(Export with_types_in $crate::bindings);
         };
     };
 }
