@@ -282,6 +282,77 @@ fn publish_media_and_metadata_flow_as_events() {
     assert_eq!(media[1].2.len(), 10_000);
 }
 
+/// `NetStream.send` data (also ffmpeg's `@setDataFrame`-wrapped kind) is an `Event::Data` with
+/// the wrapper removed, on a publishing stream, a playing one or the connection's stream 0;
+/// metadata stays media and `@clearDataFrame` disappears.
+#[test]
+fn data_messages_are_events_apart_from_metadata() {
+    let mut p = Pair::connected();
+    let id = p.create_stream();
+    p.client.publish(id, "key", "live");
+    p.pump().unwrap();
+    p.server.publish_started(id);
+    p.pump().unwrap();
+    let chat = |wrapped: bool| {
+        let mut v = vec![Amf0Value::string("onChat"), Amf0Value::string("hi")];
+        if wrapped {
+            v.insert(0, Amf0Value::string("@setDataFrame"));
+        }
+        encode_amf0_all(&v)
+    };
+    let meta = encode_amf0_all(&[
+        Amf0Value::string("onMetaData"),
+        Amf0Value::EcmaArray(vec![]),
+    ]);
+    p.client
+        .send_media(id, msg_type::DATA_AMF0, 5, &chat(false));
+    p.client.send_media(id, msg_type::DATA_AMF0, 6, &chat(true));
+    p.client.send_media(id, msg_type::DATA_AMF0, 7, &meta);
+    p.client.send_media(
+        id,
+        msg_type::DATA_AMF0,
+        8,
+        &encode_amf0_all(&[Amf0Value::string("@clearDataFrame")]),
+    );
+    p.client.send_media(0, msg_type::DATA_AMF0, 9, &chat(false));
+    // A stream that was never created: dropped without an event.
+    p.client
+        .send_media(7, msg_type::DATA_AMF0, 10, &chat(false));
+    p.server_events.clear();
+    p.pump().unwrap();
+    let got: Vec<String> = p
+        .server_events
+        .iter()
+        .map(|e| match e {
+            Event::Data {
+                stream_id,
+                publishing,
+                timestamp,
+                payload,
+                values,
+                ..
+            } => {
+                assert_eq!(payload, &Bytes::from(chat(false)), "wrapper removed");
+                assert_eq!(values[0].as_str(), Some("onChat"));
+                format!("data {stream_id} {publishing} {timestamp}")
+            }
+            Event::Media {
+                kind, timestamp, ..
+            } => format!("media {kind:?} {timestamp}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "data 1 true 5",
+            "data 1 true 6",
+            "media Data 7",
+            "data 0 false 9"
+        ]
+    );
+}
+
 #[test]
 fn publish_and_play_statuses_in_fms_order() {
     let mut p = Pair::connected();

@@ -10,10 +10,10 @@ use tracing::{debug, info, warn};
 use wasmtime::Store;
 
 use super::bindings::App;
-use super::bindings::wasmgate::app::types::{Access, ConnectDecision};
+use super::bindings::wasmgate::app::types::{Access, ConnectDecision, DataDecision};
 use super::engine::{EPOCH_TICK, Module, Runtime};
 use super::host::{Client, HostState, InstanceState};
-use super::{AppEntry, ToActor, ToConn, json};
+use super::{AppEntry, DataOutcome, ToActor, ToConn, json};
 use crate::config::{AppsConfig, FailurePolicy};
 
 /// The reason text a client sees when its event failed inside the app (fail-closed).
@@ -427,6 +427,32 @@ impl Actor {
                 let v = json::amf_to_json(&value).to_string();
                 let _ = guest_call!(self, |g, s| g
                     .call_on_call_result(s, client, call_id, ok, &v));
+            }
+            ToActor::Data {
+                client,
+                seq,
+                stream,
+                handler,
+                args,
+            } => {
+                let args = json::args_to_json(&args);
+                let r = guest_call!(self, |g, s| g
+                    .call_on_data(s, client, &stream, &handler, &args));
+                let outcome = match r {
+                    Ok(DataDecision::Relay) => Ok(DataOutcome::Relay),
+                    Ok(DataDecision::Drop) => Ok(DataOutcome::Drop),
+                    Ok(DataDecision::Rewrite(text)) => json::parse_args(&text)
+                        .map(DataOutcome::Rewrite)
+                        .map_err(|e| {
+                            warn!(app = %self.entry.name, %handler, error = %e, "bad rewrite from the app; it must be a JSON array");
+                        }),
+                    Err(_) => Err(()),
+                };
+                let outcome = outcome.unwrap_or(match self.policy() {
+                    FailurePolicy::Open => DataOutcome::Relay,
+                    FailurePolicy::Closed => DataOutcome::Drop,
+                });
+                self.reply(client, ToConn::Data { seq, outcome });
             }
             ToActor::Reload(module) => self.reload(module).await,
             ToActor::Shutdown(reason) => {

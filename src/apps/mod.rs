@@ -79,8 +79,25 @@ pub enum ToActor {
         ok: bool,
         value: Amf0Value,
     },
+    /// A data message (`NetStream.send`); answered with [`ToConn::Data`] carrying `seq`.
+    Data {
+        client: u64,
+        seq: u64,
+        stream: String,
+        handler: String,
+        args: Vec<Amf0Value>,
+    },
     Reload(Arc<Module>),
     Shutdown(String),
+}
+
+/// What happens to a data message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataOutcome {
+    Relay,
+    Drop,
+    /// Relay with these values after the handler name.
+    Rewrite(Vec<Amf0Value>),
 }
 
 /// Messages from an app instance to one connection.
@@ -112,6 +129,11 @@ pub enum ToConn {
         call_id: u64,
     },
     Disconnect(String),
+    /// The app's answer to [`ToActor::Data`] number `seq`.
+    Data {
+        seq: u64,
+        outcome: DataOutcome,
+    },
 }
 
 /// Per-app counters (the admin API shows them).

@@ -154,6 +154,18 @@ pub enum Event {
         timestamp: u32,
         payload: Bytes,
     },
+    /// A data message that is not stream metadata: `NetStream.send(handler, args...)` on a
+    /// stream (`publishing` tells whether this connection publishes it), or an AMF data message
+    /// on the connection's stream 0. `values` is the decoded message (handler first) and
+    /// `payload` its encoding, ready to relay to players as it is.
+    Data {
+        stream_id: u32,
+        publishing: bool,
+        type_id: u8,
+        timestamp: u32,
+        payload: Bytes,
+        values: Vec<Amf0Value>,
+    },
     /// A method the session does not handle itself (`NetConnection.call` from the client).
     /// Answer with [`Session::send_result`] or [`Session::send_error`].
     Call(Command),
@@ -700,7 +712,13 @@ impl Session {
 
     fn handle_media(&mut self, header: MessageHeader, payload: Bytes) -> Result<(), SessionError> {
         let stream_id = header.stream_id;
-        if !matches!(self.streams.get(&stream_id), Some(Role::Publishing(_))) {
+        let publishing = matches!(self.streams.get(&stream_id), Some(Role::Publishing(_)));
+        let kind = match header.type_id {
+            msg_type::AUDIO => MediaKind::Audio,
+            msg_type::VIDEO => MediaKind::Video,
+            _ => return self.handle_data(header, payload, publishing),
+        };
+        if !publishing {
             // Media before Publish.Start (or after unpublish) has nowhere to go.
             tracing::trace!(
                 stream_id,
@@ -708,14 +726,6 @@ impl Session {
             );
             return Ok(());
         }
-        let (kind, payload) = match header.type_id {
-            msg_type::AUDIO => (MediaKind::Audio, payload),
-            msg_type::VIDEO => (MediaKind::Video, payload),
-            _ => match self.rewrite_data(header.type_id, payload)? {
-                Some(p) => (MediaKind::Data, p),
-                None => return Ok(()),
-            },
-        };
         self.events.push_back(Event::Media {
             stream_id,
             kind,
@@ -726,24 +736,57 @@ impl Session {
         Ok(())
     }
 
-    /// `@setDataFrame` wraps metadata meant to be stored and sent to players without the
-    /// wrapper (ffmpeg and OBS publish `onMetaData` this way); `@clearDataFrame` is dropped.
-    fn rewrite_data(&self, type_id: u8, payload: Bytes) -> Result<Option<Bytes>, SessionError> {
-        let amf3 = type_id == msg_type::DATA_AMF3;
-        let values = decode_values(amf3, &payload, &self.cfg.amf_limits, "data message")?;
-        match values.first().and_then(|v| v.as_str()) {
-            Some("@setDataFrame") => {
-                let rest = &values[1..];
-                let bytes = if amf3 {
-                    encode_amf3_message(rest)
-                } else {
-                    encode_amf0_all(rest)
-                };
-                Ok(Some(Bytes::from(bytes)))
-            }
-            Some("@clearDataFrame") => Ok(None),
-            _ => Ok(Some(payload)),
+    /// Stream metadata (`onMetaData`) of a publishing stream becomes media: it is stored and
+    /// sent to players. Any other data message is an [`Event::Data`] for the caller (an app) to
+    /// relay or not. `@setDataFrame` wraps a message to relay without the wrapper (ffmpeg wraps
+    /// every data message it publishes this way, OBS its metadata); `@clearDataFrame` is dropped.
+    fn handle_data(
+        &mut self,
+        header: MessageHeader,
+        payload: Bytes,
+        publishing: bool,
+    ) -> Result<(), SessionError> {
+        let stream_id = header.stream_id;
+        if stream_id != 0 && !self.streams.contains_key(&stream_id) {
+            tracing::trace!(stream_id, "data message on an unknown stream dropped");
+            return Ok(());
         }
+        let amf3 = header.type_id == msg_type::DATA_AMF3;
+        let mut values = decode_values(amf3, &payload, &self.cfg.amf_limits, "data message")?;
+        let mut payload = payload;
+        match values.first().and_then(|v| v.as_str()) {
+            Some("@clearDataFrame") => return Ok(()),
+            Some("@setDataFrame") => {
+                values.remove(0);
+                payload = Bytes::from(if amf3 {
+                    encode_amf3_message(&values)
+                } else {
+                    encode_amf0_all(&values)
+                });
+            }
+            _ => {}
+        }
+        if values.first().and_then(|v| v.as_str()) == Some("onMetaData") {
+            if publishing {
+                self.events.push_back(Event::Media {
+                    stream_id,
+                    kind: MediaKind::Data,
+                    type_id: header.type_id,
+                    timestamp: header.timestamp,
+                    payload,
+                });
+            }
+            return Ok(());
+        }
+        self.events.push_back(Event::Data {
+            stream_id,
+            publishing,
+            type_id: header.type_id,
+            timestamp: header.timestamp,
+            payload,
+            values,
+        });
+        Ok(())
     }
 
     fn handle_command(&mut self, msg_stream: u32, cmd: Command) -> Result<(), SessionError> {

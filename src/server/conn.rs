@@ -19,11 +19,13 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::Shared;
 use super::clients::ClientEntry;
-use crate::apps::{APP_ERROR, ClientMeta, InstanceHandle, Route, ToActor, ToConn};
+use crate::apps::{APP_ERROR, ClientMeta, DataOutcome, InstanceHandle, Route, ToActor, ToConn};
 use crate::config::FailurePolicy;
 use crate::media::registry::{PlayerGuard, SHARED_STREAM_ID};
 use crate::media::{Admit, Frame, MediaItem, Player, PublishError, Publisher, StreamKey};
+use crate::rtmp::amf::{Amf0Value, encode_amf0_all};
 use crate::rtmp::command::{AppPath, ConnectRequest, StreamName};
+use crate::rtmp::message::msg_type;
 use crate::rtmp::session::MediaKind;
 use crate::rtmp::{Event, Session, SessionError};
 
@@ -39,6 +41,10 @@ const MAX_CALLS_IN_FLIGHT: usize = 128;
 
 /// Server-to-client calls awaiting the client's answer, per connection.
 const MAX_SERVER_CALLS: usize = 1024;
+
+/// Longest a connection waits for the app's answer to a data message before applying the
+/// failure policy; the app normally answers within its deadline, but its queue may be long.
+const DATA_HOLD_LIMIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 enum ConnError {
@@ -125,6 +131,18 @@ struct Playing {
     _guard: PlayerGuard,
 }
 
+/// A data message waiting for the app's answer. The session's later events wait behind it (and
+/// the socket is not read meanwhile), so what players receive keeps the publisher's order.
+struct DataHold {
+    seq: u64,
+    stream_id: u32,
+    type_id: u8,
+    timestamp: u32,
+    payload: Bytes,
+    handler: String,
+    until: tokio::time::Instant,
+}
+
 struct Conn {
     id: u64,
     shared: Arc<Shared>,
@@ -151,6 +169,8 @@ struct Conn {
     next_txn: u64,
     /// Client calls sent to the app and not answered yet.
     calls_in_flight: usize,
+    data_hold: Option<DataHold>,
+    data_seq: u64,
 }
 
 impl Conn {
@@ -181,6 +201,8 @@ impl Conn {
             server_calls: HashMap::new(),
             next_txn: 0,
             calls_in_flight: 0,
+            data_hold: None,
+            data_seq: 0,
         }
     }
 
@@ -233,7 +255,7 @@ impl Conn {
                 deadline
             };
             tokio::select! {
-                r = rd.read(&mut rbuf) => {
+                r = rd.read(&mut rbuf), if self.data_hold.is_none() => {
                     let n = r?;
                     if n == 0 {
                         return Ok(());
@@ -273,16 +295,27 @@ impl Conn {
                             let _ = self.flush(&mut wr, write_timeout).await;
                             return Err(e);
                         }
+                        // A released data hold lets the events queued behind it through.
+                        self.handle_events()?;
                     }
                     None => {
                         // The instance is gone (unloaded or stopped).
                         self.app_rx = None;
-                        self.link = None;
+                        let policy = self.link.take().map(|l| l.policy());
                         if self.connect_pending.take().is_some() {
                             self.session.reject_connect(APP_ERROR);
                         }
+                        if let Some(policy) = policy {
+                            self.release_data_hold(policy, "application gone");
+                        }
+                        self.handle_events()?;
                     }
                 },
+                _ = sleep_until_opt(self.data_hold.as_ref().map(|h| h.until)), if self.data_hold.is_some() => {
+                    let policy = self.link.as_ref().map_or(FailurePolicy::Closed, |l| l.policy());
+                    self.release_data_hold(policy, "no answer from the application in time");
+                    self.handle_events()?;
+                }
                 _ = self.client.kicked() => {
                     let reason = self.client.kick_reason();
                     self.session.close_notify(&reason);
@@ -355,7 +388,10 @@ impl Conn {
     }
 
     fn handle_events(&mut self) -> Result<(), ConnError> {
-        while let Some(ev) = self.session.poll_event() {
+        while self.data_hold.is_none() {
+            let Some(ev) = self.session.poll_event() else {
+                break;
+            };
             match ev {
                 Event::Connect(req) => self.on_connect(req),
                 Event::Publish {
@@ -398,20 +434,15 @@ impl Conn {
                     type_id,
                     timestamp,
                     payload,
-                } => {
-                    if let Some(p) = self.publishers.get_mut(&stream_id)
-                        && !p.push(kind, type_id, timestamp, payload)
-                    {
-                        // Another connection took this stream over.
-                        self.publishers.remove(&stream_id);
-                        self.session.send_status(
-                            stream_id,
-                            "error",
-                            "NetStream.Publish.BadName",
-                            "The stream was taken over by a new publisher.",
-                        );
-                    }
-                }
+                } => self.push_media(stream_id, kind, type_id, timestamp, payload),
+                Event::Data {
+                    stream_id,
+                    publishing,
+                    type_id,
+                    timestamp,
+                    payload,
+                    values,
+                } => self.on_data(stream_id, publishing, type_id, timestamp, payload, values),
                 Event::Play {
                     stream_id,
                     name,
@@ -650,8 +681,138 @@ impl Conn {
                 self.session.close_notify(&reason);
                 return Err(ConnError::App(reason));
             }
+            ToConn::Data { seq, outcome } => self.finish_data(seq, outcome),
         }
         Ok(())
+    }
+
+    fn push_media(
+        &mut self,
+        stream_id: u32,
+        kind: MediaKind,
+        type_id: u8,
+        timestamp: u32,
+        payload: Bytes,
+    ) {
+        if let Some(p) = self.publishers.get_mut(&stream_id)
+            && !p.push(kind, type_id, timestamp, payload)
+        {
+            // Another connection took this stream over.
+            self.publishers.remove(&stream_id);
+            self.session.send_status(
+                stream_id,
+                "error",
+                "NetStream.Publish.BadName",
+                "The stream was taken over by a new publisher.",
+            );
+        }
+    }
+
+    /// A data message: without an app it goes to the players of a stream this connection
+    /// publishes; with one, the app decides (relay, drop, rewrite) and the connection waits.
+    fn on_data(
+        &mut self,
+        stream_id: u32,
+        publishing: bool,
+        type_id: u8,
+        timestamp: u32,
+        payload: Bytes,
+        mut values: Vec<Amf0Value>,
+    ) {
+        let Some(link) = &self.link else {
+            if publishing {
+                self.push_media(stream_id, MediaKind::Data, type_id, timestamp, payload);
+            } else {
+                debug!(
+                    stream_id,
+                    "data message on a stream this client does not publish dropped"
+                );
+            }
+            return;
+        };
+        let stream = match (
+            self.publishers.get(&stream_id),
+            self.playing.get(&stream_id),
+        ) {
+            (Some(p), _) => p.key().name.clone(),
+            (None, Some(p)) => p.name.clone(),
+            (None, None) => String::new(),
+        };
+        let handler = match values.first().and_then(|v| v.as_str()) {
+            Some(h) => {
+                let h = h.to_owned();
+                values.remove(0);
+                h
+            }
+            None => String::new(),
+        };
+        self.data_seq += 1;
+        let msg = ToActor::Data {
+            client: self.id,
+            seq: self.data_seq,
+            stream,
+            handler: handler.clone(),
+            args: values,
+        };
+        if link.send(msg).is_ok() {
+            self.data_hold = Some(DataHold {
+                seq: self.data_seq,
+                stream_id,
+                type_id,
+                timestamp,
+                payload,
+                handler,
+                until: tokio::time::Instant::now() + DATA_HOLD_LIMIT,
+            });
+        } else if link.policy() == FailurePolicy::Open {
+            self.push_media(stream_id, MediaKind::Data, type_id, timestamp, payload);
+        } else {
+            warn!(%handler, "application busy; data message dropped");
+        }
+    }
+
+    /// Applies the app's answer to the held data message and lets the next events through.
+    fn finish_data(&mut self, seq: u64, outcome: DataOutcome) {
+        let Some(hold) = self.data_hold.take_if(|h| h.seq == seq) else {
+            // The answer came after the hold was released by its time limit.
+            return;
+        };
+        let (type_id, payload) = match outcome {
+            DataOutcome::Relay => (hold.type_id, hold.payload),
+            DataOutcome::Drop => {
+                debug!(handler = %hold.handler, "data message dropped by the application");
+                return;
+            }
+            DataOutcome::Rewrite(args) => {
+                let mut values = Vec::with_capacity(args.len() + 1);
+                values.push(Amf0Value::string(&hold.handler));
+                values.extend(args);
+                (msg_type::DATA_AMF0, Bytes::from(encode_amf0_all(&values)))
+            }
+        };
+        self.push_media(
+            hold.stream_id,
+            MediaKind::Data,
+            type_id,
+            hold.timestamp,
+            payload,
+        );
+    }
+
+    fn release_data_hold(&mut self, policy: FailurePolicy, why: &str) {
+        let Some(hold) = self.data_hold.take() else {
+            return;
+        };
+        warn!(handler = %hold.handler, %why, ?policy, "data message released by the failure policy");
+        if policy == FailurePolicy::Open {
+            self.push_media(
+                hold.stream_id,
+                MediaKind::Data,
+                hold.type_id,
+                hold.timestamp,
+                hold.payload,
+            );
+        }
     }
 
     fn deny_publish(&mut self, stream_id: u32, reason: &str) {
@@ -784,6 +945,14 @@ impl Conn {
 }
 
 /// The next message from the app instance, or never when the connection has none.
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn recv_app(rx: &mut Option<mpsc::Receiver<ToConn>>) -> Option<ToConn> {
     match rx {
         Some(rx) => rx.recv().await,

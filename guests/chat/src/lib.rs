@@ -2,6 +2,11 @@
 //! every message is pushed to each member with `onMessage(from, text)`. `ask(name, question)`
 //! calls `ask(question)` on that member with a responder; the answer comes back to the asker as
 //! `onMessage(name, answer)` (a server-to-client call with a result).
+//!
+//! Data messages a publisher sends with its stream (`NetStream.send("onChat", text)`, or the
+//! `onTextData` captions ffmpeg publishes from a subtitle track) are moderated on the way to the
+//! players: words in `settings.banned` become `***`, texts longer than `settings.max_text`
+//! (default 1024 bytes) are dropped.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +18,9 @@ struct Chat {
     members: BTreeMap<ClientId, String>,
     /// Questions in flight: call id -> who asked.
     asked: BTreeMap<u64, ClientId>,
+    /// Lower-case words to mask in data messages.
+    banned: Vec<String>,
+    max_text: usize,
 }
 
 impl Chat {
@@ -24,7 +32,67 @@ impl Chat {
     }
 }
 
+/// Masks every banned word (case-insensitive, ASCII) with `***`.
+fn mask(text: &str, banned: &[String]) -> String {
+    let mut out = text.to_owned();
+    for word in banned.iter().filter(|w| !w.is_empty()) {
+        let mut from = 0;
+        while let Some(at) = out[from..].to_ascii_lowercase().find(word.as_str()) {
+            let at = from + at;
+            out.replace_range(at..at + word.len(), "***");
+            from = at + 3;
+        }
+    }
+    out
+}
+
 impl App for Chat {
+    fn start(&mut self, _app: &str, _instance: &str, settings: &Value) -> Result<(), String> {
+        self.banned = match &settings["banned"] {
+            Value::Null => Vec::new(),
+            Value::Array(words) => words
+                .iter()
+                .map(|w| w.as_str().map(str::to_ascii_lowercase))
+                .collect::<Option<_>>()
+                .ok_or("settings.banned must be a list of words")?,
+            _ => return Err("settings.banned must be a list of words".into()),
+        };
+        self.max_text = match &settings["max_text"] {
+            Value::Null => 1024,
+            v => v.as_u64().ok_or("settings.max_text must be a number")? as usize,
+        };
+        Ok(())
+    }
+
+    fn on_data(
+        &mut self,
+        _client: ClientId,
+        _stream: &str,
+        handler: &str,
+        args: &[Value],
+    ) -> DataDecision {
+        // `NetStream.send("onChat", "text")` or ffmpeg's `onTextData({type, text})`.
+        let mut args = args.to_vec();
+        let text = match args.first_mut() {
+            Some(Value::String(s)) => s,
+            Some(Value::Object(o)) => match o.get_mut("text") {
+                Some(Value::String(s)) => s,
+                _ => return DataDecision::Relay,
+            },
+            _ => return DataDecision::Relay,
+        };
+        if text.len() > self.max_text {
+            info(&format!("{handler}: {} bytes of text dropped", text.len()));
+            return DataDecision::Drop;
+        }
+        let masked = mask(text, &self.banned);
+        if masked == *text {
+            return DataDecision::Relay;
+        }
+        *text = masked;
+        rewrite(&args)
+    }
+
     fn on_call(&mut self, client: ClientId, method: &str, args: &[Value]) -> Result<Value, String> {
         match method {
             "join" => {

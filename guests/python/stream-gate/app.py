@@ -97,3 +97,6 @@ class Guest(exports.Guest):
 
     def on_timer(self, id: int) -> None:
         pass
+
+    def on_data(self, client: int, stream: str, handler: str, args: str) -> types.DataDecision:
+        return types.DataDecision_Relay()

@@ -19,7 +19,7 @@ pub mod bindings {
 
 use bindings::wasmgate::app::host as h;
 pub use bindings::wasmgate::app::types::{
-    Access, ClientId, ClientInfo, ConnectDecision, Level, Redirect, StreamInfo,
+    Access, ClientId, ClientInfo, ConnectDecision, DataDecision, Level, Redirect, StreamInfo,
 };
 
 /// An application. Every handler has a default: connects, publishes and plays are allowed,
@@ -51,6 +51,22 @@ pub trait App: Default + 'static {
     /// The client answered a [`call_with_result`].
     fn on_call_result(&mut self, client: ClientId, call_id: u64, ok: bool, value: Value) {}
     fn on_timer(&mut self, id: u64) {}
+    /// A data message (`NetStream.send(handler, args...)`); `stream` is empty for one sent on
+    /// the connection. Return [`DataDecision::Relay`], [`DataDecision::Drop`] or [`rewrite`].
+    fn on_data(
+        &mut self,
+        client: ClientId,
+        stream: &str,
+        handler: &str,
+        args: &[Value],
+    ) -> DataDecision {
+        DataDecision::Relay
+    }
+}
+
+/// Relays a data message with new arguments (the handler name stays).
+pub fn rewrite(args: &[Value]) -> DataDecision {
+    DataDecision::Rewrite(Value::from(args.to_vec()).to_string())
 }
 
 /// Exports an [`App`] type as the component's `guest` interface.
@@ -106,8 +122,17 @@ macro_rules! export_app {
                 fn on_timer(id: u64) {
                     with(|a| a.on_timer(id))
                 }
+                fn on_data(
+                    client: u64,
+                    stream: String,
+                    handler: String,
+                    args: String,
+                ) -> $crate::DataDecision {
+                    let args = $crate::parse_list(&args);
+                    with(|a| a.on_data(client, &stream, &handler, &args))
+                }
             }
-            $crate::bindings::__export_wasmgate_app!(Export with_types_in $crate::bindings);
+    $crate::bindings::__export_wasmgate_app!(Export with_types_in $crate::bindings);
         };
     };
 }
