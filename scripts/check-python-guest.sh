@@ -1,22 +1,16 @@
 #!/usr/bin/env bash
-# Builds the Python sample guest (guests/python/stream-gate) with componentize-py and checks it
-# end to end against the real gateway binary with ffmpeg: an allowed stream key publishes, an
-# unknown one is refused with the guest's reason. Kept out of `cargo test` because the cold
-# path (pip install, componentize, compiling an 18 MB component) takes about two minutes.
+# Builds the Python sample guest (guests/python/stream-gate) through scripts/build-python-guest.sh
+# (the same build tests/apps_python.rs uses) and checks it end to end against the real gateway
+# binary with ffmpeg: an allowed stream key publishes, an unknown one is refused with the guest's
+# reason. `cargo test --release` covers more of it (tests/apps_python.rs); this checks the binary.
 # Usage: scripts/check-python-guest.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
-venv=target/py-venv
-if [[ ! -x $venv/bin/componentize-py ]]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q componentize-py==0.25.1
-fi
 work=$(mktemp -d)
 trap 'kill "${gw:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/apps/gate"
-(cd guests/python/stream-gate && "$root/$venv/bin/componentize-py" -d "$root/wit" -w app \
-    componentize app -o "$work/apps/gate/app.wasm")
+cp "$(scripts/build-python-guest.sh)" "$work/apps/gate/app.wasm"
 cat > "$work/apps/gate/app.toml" <<'TOML'
 [settings]
 keys = ["cam1"]
@@ -29,7 +23,10 @@ TOML
 cargo test --release --no-run -q
 scripts/install-test-deps.sh >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-RUST_LOG=info target/release/wasmgate --rtmp "127.0.0.1:$port" --apps "$work/apps" \
+# The compile cache the tests use: a warm run does not recompile the 18 MB component.
+printf '[apps]\ncache_dir = "%s"\n' "$root/target/wasm-cache" > "$work/wasmgate.toml"
+RUST_LOG=info target/release/wasmgate --config "$work/wasmgate.toml" --no-admin \
+    --rtmp "127.0.0.1:$port" --apps "$work/apps" \
     >"$work/gw.log" 2>&1 &
 gw=$!
 for _ in $(seq 1 150); do grep -qs "RTMP listening" "$work/gw.log" && break; sleep 1; done

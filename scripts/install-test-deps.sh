@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the external tools the end-to-end tests drive: ffmpeg (+ ffprobe), rtmpdump and
 # tinyproxy (the HTTP proxy the RTMPT tests tunnel through; `tinyproxy-bin` has no service), and
-# the Rust `wasm32-wasip2` target the sample Wasm guests in guests/ are built for.
+# the Rust `wasm32-wasip2` target the sample Wasm guests in guests/ are built for, and python3
+# with its venv module (scripts/build-python-guest.sh makes a venv for componentize-py).
 # Idempotent: exits immediately when every tool is already on PATH; runs
 # `apt-get update` only when something actually has to be installed.
 set -euo pipefail
@@ -35,8 +36,13 @@ for tool in ffmpeg ffprobe rtmpdump tinyproxy; do
     fi
 done
 
+# Debian splits venv/ensurepip out of python3.
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    missing+=(python3 python3-venv)
+fi
+
 if [[ ${#missing[@]} -eq 0 ]]; then
-    echo "install-test-deps: ffmpeg, ffprobe, rtmpdump and tinyproxy already present"
+    echo "install-test-deps: ffmpeg, ffprobe, rtmpdump, tinyproxy and python3-venv already present"
     exit 0
 fi
 
@@ -69,4 +75,8 @@ for tool in ffmpeg ffprobe rtmpdump tinyproxy; do
         exit 1
     fi
 done
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    echo "install-test-deps: python3 still has no venv/ensurepip after installing ${missing[*]}" >&2
+    exit 1
+fi
 echo "install-test-deps: done"

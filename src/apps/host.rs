@@ -12,12 +12,13 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, trace, warn};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::ToConn;
 use super::bindings::wasmgate::app::{host, types};
 use super::json;
-use super::manifest::Grants;
+use super::manifest::{Grants, Network};
 use crate::media::Registry;
 
 /// Bounds on what one instance may hold through host calls.
@@ -184,13 +185,47 @@ impl WasiView for HostState {
 impl HostState {
     pub fn new(st: InstanceState, grants: &Grants, memory: usize, settings: Arc<str>) -> HostState {
         let mut b = WasiCtx::builder();
-        // No preopened directories, no inherited environment; only what `[grants]` lists.
+        // No inherited environment, no host filesystem, no sockets; only what `[grants]` lists.
         for (k, v) in &grants.env {
             b.env(k, v);
         }
-        if grants.network {
-            b.inherit_network();
-            b.allow_ip_name_lookup(true);
+        for d in &grants.dirs {
+            let perms = if d.write {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            // Checked when the manifest was loaded; a folder removed since is left out (the
+            // guest then finds no such directory) rather than failing the instance.
+            if let Err(e) = b.preopened_dir(&d.resolved, &d.guest, perms) {
+                warn!(app = %st.app, dir = %d.resolved.display(), error = %e, "granted directory unavailable");
+            }
+        }
+        match &grants.network {
+            Network::None => {}
+            Network::All => {
+                b.allow_tcp(true).allow_udp(true).allow_ip_name_lookup(true);
+                b.inherit_network();
+            }
+            Network::Allow(rules) => {
+                let rules = Arc::new(rules.clone());
+                b.allow_tcp(true).allow_udp(true);
+                b.socket_addr_check(move |addr, usage| {
+                    let ok = match usage {
+                        // Outgoing traffic goes only to listed addresses.
+                        SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend => {
+                            rules.iter().any(|r| r.allows(&addr))
+                        }
+                        // Replies on a socket the guest opened towards a listed address.
+                        SocketAddrUse::UdpReceive => rules.iter().any(|r| r.allows(&addr)),
+                        // The implicit (or explicit) bind to an ephemeral local port that a
+                        // connect or send needs; no listening on a chosen port.
+                        SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => addr.port() == 0,
+                        SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => false,
+                    };
+                    Box::pin(async move { ok })
+                });
+            }
         }
         if grants.stdio {
             let tag = format!("{}/{}", st.app, st.instance);

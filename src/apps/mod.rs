@@ -479,7 +479,8 @@ impl AppManager {
         use notify::Watcher;
         let dirty: Arc<Mutex<HashSet<String>>> = Arc::default();
         let wake = Arc::new(Notify::new());
-        let root = dir.to_path_buf();
+        // Events carry absolute paths: a relative `--apps apps` must be made absolute to match.
+        let root = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         let (d, w) = (dirty.clone(), wake.clone());
         let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             let Ok(ev) = ev else { return };
@@ -488,10 +489,18 @@ impl AppManager {
             }
             let mut set = lock(&d);
             for p in &ev.paths {
-                if let Some(app) = p
-                    .strip_prefix(&root)
-                    .ok()
-                    .and_then(|r| r.components().next())
+                let Ok(rel) = p.strip_prefix(&root) else {
+                    continue;
+                };
+                // Only the folder itself and the two files that make the app count: a guest
+                // writing into a granted directory inside its folder must not reload it.
+                let mut parts = rel.components();
+                let (first, second) = (parts.next(), parts.next());
+                let defines_app = parts.next().is_none()
+                    && second
+                        .is_none_or(|c| c.as_os_str() == "app.wasm" || c.as_os_str() == "app.toml");
+                if let Some(app) = first
+                    .filter(|_| defines_app)
                     .and_then(|c| c.as_os_str().to_str())
                     .filter(|a| !a.starts_with('.'))
                 {

@@ -24,44 +24,59 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Builds every guest in `guests/` (once per test process; cargo's own lock serialises
-/// processes) and returns the folder holding the `.wasm` files.
+/// Builds every guest in `guests/` and `examples/hello-guest` (the README's example, so it
+/// cannot rot) once per test process (cargo's own lock serialises processes) and returns the
+/// folder holding the `.wasm` files. Both share one target folder and release profile, so the
+/// example reuses the guests' compiled dependencies.
 pub fn guests_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let target = manifest_dir().join("target").join("guests");
-        let build = || {
-            let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            cmd.args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-            ])
-            .arg(manifest_dir().join("guests").join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &target)
-            // The outer `cargo test` sets these for the host build; the guests are their own.
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("CARGO_BUILD_TARGET");
-            cmd.output().expect("cargo runs")
-        };
-        let mut out = build();
-        if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("wasm32-wasip2") {
-            // A fresh machine without the target: add it (as scripts/install-test-deps.sh does).
-            let _ = Command::new("rustup")
-                .args(["target", "add", "wasm32-wasip2"])
-                .status();
-            out = build();
+        for manifest in [
+            manifest_dir().join("guests").join("Cargo.toml"),
+            manifest_dir()
+                .join("examples")
+                .join("hello-guest")
+                .join("Cargo.toml"),
+        ] {
+            build_guests(&manifest, &target);
         }
-        assert!(
-            out.status.success(),
-            "building the guests failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         target.join("wasm32-wasip2").join("release")
     })
+}
+
+fn build_guests(manifest: &Path, target: &Path) {
+    let build = || {
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(manifest)
+        .env("CARGO_TARGET_DIR", target)
+        // The outer `cargo test` sets these for the host build; the guests are their own.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
+        cmd.output().expect("cargo runs")
+    };
+    let mut out = build();
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("wasm32-wasip2") {
+        // A fresh machine without the target: add it (as scripts/install-test-deps.sh does).
+        let _ = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip2"])
+            .status();
+        out = build();
+    }
+    assert!(
+        out.status.success(),
+        "building {} failed:\n{}",
+        manifest.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The built component of guest crate `name` (e.g. `token-auth`).
@@ -69,16 +84,41 @@ pub fn guest(name: &str) -> PathBuf {
     guests_dir().join(format!("{}.wasm", name.replace('-', "_")))
 }
 
+/// The Python sample guest (`guests/python/stream-gate`) built by `scripts/build-python-guest.sh`
+/// (a venv with a pinned componentize-py under `target/`, the build cached by input hash), once
+/// per test process. Fails the test, never skips it, when the toolchain cannot be set up.
+pub fn python_guest() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| {
+        let script = manifest_dir().join("scripts").join("build-python-guest.sh");
+        let out = Command::new(&script)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "building the Python guest failed (python3 with venv, PyPI access for \
+             componentize-py are needed; scripts/install-test-deps.sh installs python3-venv):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let path = PathBuf::from(stdout.lines().last().unwrap_or("").trim());
+        assert!(path.is_file(), "build-python-guest.sh printed {stdout:?}");
+        path
+    })
+}
+
 /// Installs `guest` as `apps/<app>/` with `app.toml` text; writes through a temporary file and
 /// a rename, as a deploy should, so the watcher never sees half a module.
 pub fn install_app(apps: &Path, app: &str, guest_name: &str, toml: &str) {
+    install_wasm(apps, app, &guest(guest_name), toml);
+}
+
+/// Installs the component at `wasm` as `apps/<app>/` with `app.toml` text.
+pub fn install_wasm(apps: &Path, app: &str, wasm: &Path, toml: &str) {
     let dir = apps.join(app);
     std::fs::create_dir_all(&dir).unwrap();
     write_atomic(&dir.join("app.toml"), toml.as_bytes());
-    write_atomic(
-        &dir.join("app.wasm"),
-        &std::fs::read(guest(guest_name)).unwrap(),
-    );
+    write_atomic(&dir.join("app.wasm"), &std::fs::read(wasm).unwrap());
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) {

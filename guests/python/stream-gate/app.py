@@ -1,10 +1,18 @@
 # stream-gate: a wasmgate app in Python (componentize-py), to show that any language that
 # targets the component model can implement wit/app.wit. Publishing is allowed only for the
-# stream names in settings.keys; anyone may connect and play; `NetConnection.call("echo", ...)`
-# returns its arguments and `call("count")` the number of connects so far (kept in the
-# instance's key-value store).
+# stream names in settings.keys; anyone may connect and play. Client-callable methods
+# (`NetConnection.call(name, responder, args...)`) show the rest of the host interface:
+#   echo(args...)        -> the arguments as a list
+#   count()              -> connects so far (kept in the instance's key-value store)
+#   settings()           -> the app.toml [settings] table, read back through host.settings()
+#   remember(key, value) -> stores a string in the key-value store; recall(key) reads it back
+#                           (null when unset), forget(key) deletes it, keys() lists them all
+#   whoami()             -> what the host knows about the calling client
+#   streams()            -> the live streams of this instance
+# Every other method is answered with `_error` "Method not found (NAME).".
 #
-# Build: componentize-py -d ../../../wit -w app componentize app -o app.wasm
+# Build: scripts/build-python-guest.sh (a pinned componentize-py in a venv), or by hand in this
+# folder: componentize-py -d ../../../wit -w app componentize app -o app.wasm
 import json
 
 from wit_world import exports
@@ -12,7 +20,12 @@ from wit_world.imports import host, types
 from componentize_py_types import Err
 
 
+def _connects() -> int:
+    return int(host.kv_get("connects") or "0")
+
+
 class Guest(exports.Guest):
+    # Filled by `start`; one Python interpreter serves one app instance.
     keys: list = []
 
     def start(self, app: str, instance: str, settings: str) -> None:
@@ -27,8 +40,7 @@ class Guest(exports.Guest):
         pass
 
     def on_connect(self, client: types.ClientInfo, args: str) -> types.ConnectDecision:
-        n = int(host.kv_get("connects") or "0") + 1
-        host.kv_set("connects", str(n))
+        host.kv_set("connects", str(_connects() + 1))
         return types.ConnectDecision_Accept()
 
     def on_disconnect(self, client: int) -> None:
@@ -49,10 +61,35 @@ class Guest(exports.Guest):
         pass
 
     def on_call(self, client: int, method: str, args: str) -> str:
+        a = json.loads(args)
         if method == "echo":
-            return args
+            return json.dumps(a)
         if method == "count":
-            return json.dumps(int(host.kv_get("connects") or "0"))
+            return json.dumps(_connects())
+        if method == "settings":
+            return host.settings()
+        if method == "remember":
+            if len(a) != 2 or not all(isinstance(x, str) for x in a):
+                raise Err("remember(key, value) takes two strings")
+            host.kv_set(a[0], a[1])
+            return "null"
+        if method == "recall":
+            return json.dumps(host.kv_get(str(a[0])) if a else None)
+        if method == "forget":
+            if a:
+                host.kv_delete(str(a[0]))
+            return "null"
+        if method == "keys":
+            return json.dumps(host.kv_keys())
+        if method == "whoami":
+            c = host.get_client(client)
+            if c is None:
+                raise Err("unknown client")
+            return json.dumps({"id": c.id, "address": c.address, "transport": c.transport,
+                               "app": c.app, "instance": c.instance, "query": c.query})
+        if method == "streams":
+            return json.dumps([{"name": s.name, "publishing": s.publishing, "players": s.players}
+                               for s in host.streams()])
         raise Err(f"Method not found ({method}).")
 
     def on_call_result(self, client: int, call_id: int, ok: bool, value: str) -> None:
