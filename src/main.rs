@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use clap::Parser;
 use tracing::{error, info};
-use wasmgate::config::Config;
+use wasmgate::config::{Config, ConfigError};
+use wasmgate::reload::ConfigSource;
 use wasmgate::server::Server;
 
 /// RTMP media gateway: live publish/play on 1935, Wasm apps, HTTP tunnelling, admin on 1111.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "wasmgate", version, about)]
 struct Cli {
     /// TOML configuration file; every field has a default (see README "Configuration").
+    /// Re-read on SIGHUP (flags given here are applied on top again).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// RTMP listen address; repeat for several. Replaces the config's `rtmp.listen`.
@@ -73,52 +75,13 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    let mut config = match &cli.config {
-        Some(path) => match Config::from_file(path) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("wasmgate: config error: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => Config::default(),
+    let mut config = match effective_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("wasmgate: config error: {e}");
+            return ExitCode::from(2);
+        }
     };
-    if !cli.rtmp.is_empty() {
-        config.rtmp.listen = cli.rtmp.clone();
-    }
-    if let Some(dir) = &cli.apps {
-        config.apps.dir = Some(dir.clone());
-    }
-    if !cli.http.is_empty() {
-        config.http.listen = cli.http.clone();
-    }
-    if cli.tls_cert.is_some() {
-        config.tls.cert = cli.tls_cert.clone();
-        config.tls.key = cli.tls_key.clone();
-    }
-    if let Some(addr) = cli.admin {
-        config.admin.listen = addr;
-        config.admin.enabled = true;
-    }
-    if cli.no_admin {
-        config.admin.enabled = false;
-    }
-    if !cli.admin_allow.is_empty() {
-        config.admin.allow = cli.admin_allow.clone();
-    }
-    if let Some(t) = &cli.admin_token {
-        config.admin.token = Some(t.clone());
-        config.admin.token_file = None;
-    }
-    if let Some(f) = &cli.admin_token_file {
-        config.admin.token_file = Some(f.clone());
-        config.admin.token = None;
-    }
-    // Flags go through the same checks as the file, so a bad --admin-allow names its key.
-    if let Err(e) = config.validate() {
-        eprintln!("wasmgate: config error: {e}");
-        return ExitCode::from(2);
-    }
     // An unreadable token file is a configuration error too, found before anything starts.
     if config.admin.enabled
         && !cli.print_config
@@ -163,9 +126,17 @@ fn main() -> ExitCode {
             }
         };
         info!(version = env!("CARGO_PKG_VERSION"), "wasmgate running");
+        if let Some(path) = cli.config.clone() {
+            // A reload goes through the same merge as start-up, flags on top of the file.
+            let cli = cli.clone();
+            server
+                .shared
+                .set_config_source(ConfigSource::new(path, move || effective_config(&cli)));
+        }
         spawn_reload_on_sighup(server.shared.clone());
         wait_for_signal().await;
-        let grace = Duration::from_secs(server.shared.config.shutdown_timeout_secs);
+        // Read now, not at start: a reload may have changed it.
+        let grace = Duration::from_secs(server.shared.config().shutdown_timeout_secs);
         info!(?grace, "shutting down: no new connections, telling clients");
         let left = server.shutdown(grace).await;
         if left > 0 {
@@ -177,7 +148,51 @@ fn main() -> ExitCode {
     })
 }
 
-/// SIGHUP re-reads the TLS certificate and key; sessions already running are untouched.
+/// The configuration the process runs on: the `--config` file (or the embedded default) with
+/// the command-line flags on top, validated. Start-up and every reload go through here.
+fn effective_config(cli: &Cli) -> Result<Config, ConfigError> {
+    let mut config = match &cli.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if !cli.rtmp.is_empty() {
+        config.rtmp.listen = cli.rtmp.clone();
+    }
+    if let Some(dir) = &cli.apps {
+        config.apps.dir = Some(dir.clone());
+    }
+    if !cli.http.is_empty() {
+        config.http.listen = cli.http.clone();
+    }
+    if cli.tls_cert.is_some() {
+        config.tls.cert = cli.tls_cert.clone();
+        config.tls.key = cli.tls_key.clone();
+    }
+    if let Some(addr) = cli.admin {
+        config.admin.listen = addr;
+        config.admin.enabled = true;
+    }
+    if cli.no_admin {
+        config.admin.enabled = false;
+    }
+    if !cli.admin_allow.is_empty() {
+        config.admin.allow = cli.admin_allow.clone();
+    }
+    if let Some(t) = &cli.admin_token {
+        config.admin.token = Some(t.clone());
+        config.admin.token_file = None;
+    }
+    if let Some(f) = &cli.admin_token_file {
+        config.admin.token_file = Some(f.clone());
+        config.admin.token = None;
+    }
+    // Flags go through the same checks as the file, so a bad --admin-allow names its key.
+    config.validate()?;
+    Ok(config)
+}
+
+/// SIGHUP re-reads the config file (applying what can change live) and the TLS certificate
+/// and key; sessions already running are untouched. A bad file changes nothing.
 fn spawn_reload_on_sighup(shared: std::sync::Arc<wasmgate::server::Shared>) {
     #[cfg(unix)]
     {
@@ -187,9 +202,12 @@ fn spawn_reload_on_sighup(shared: std::sync::Arc<wasmgate::server::Shared>) {
         };
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                info!("SIGHUP: reloading TLS certificate and key");
-                if let Err(e) = shared.reload_tls() {
-                    error!("TLS reload: {e}");
+                info!("SIGHUP: reloading the configuration and TLS certificate");
+                let shared = shared.clone();
+                // File reads and certificate parsing block; keep them off the workers.
+                // Errors were logged by the reload itself, naming the key.
+                if let Err(e) = tokio::task::spawn_blocking(move || shared.reload_config()).await {
+                    error!("config reload task failed: {e}");
                 }
             }
         });
