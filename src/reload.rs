@@ -128,6 +128,7 @@ fn apply(shared: &Shared, source: &ConfigSource) -> Result<ReloadReport, ReloadE
         && !applied.iter().any(|k| k.starts_with("admin.token"))
     {
         applied.push("admin.token_file".into());
+        applied.sort();
     }
 
     shared.install(live, Some(tls));
