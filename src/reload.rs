@@ -91,7 +91,9 @@ pub fn reload(shared: &Shared) -> Result<ReloadReport, ReloadError> {
     };
     let file = source.path().display().to_string();
     info!(%file, "reloading configuration");
-    match apply(shared, source) {
+    let result = apply(shared, source);
+    crate::metrics::config_reload(result.is_ok());
+    match result {
         Ok(report) => {
             info!(
                 %file,

@@ -274,6 +274,14 @@ fn sighup_and_admin_reload_apply_live_keys_and_keep_players() {
     let mut fresh = Raw::connected(gw.rtmp);
     assert!(fresh.answers_call(3, &[]), "a new connection was refused");
 
+    let (_, metrics) = http(gw.admin, "GET", "/metrics", Some("new")).unwrap();
+    for line in [
+        "wasmgate_config_reloads_total{result=\"applied\"} 2",
+        "wasmgate_config_reloads_total{result=\"refused\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+
     player.interrupt();
     player.finish(Duration::from_secs(10));
     publisher.kill();
@@ -398,4 +406,47 @@ fn without_a_config_file_only_tls_reloads() {
     // GET is not a reload.
     let (status, _) = http(gw.admin_addr(), "GET", "/api/v1/config/reload", None).unwrap();
     assert_eq!(status, 405);
+}
+
+/// `tls.cert`/`tls.key` are live: a reload turns RTMPS on for the next handshake (ffmpeg
+/// publishes over it), and certificate files that do not load refuse the whole reload.
+#[test]
+fn tls_turned_on_by_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    std::fs::write(&path, "").unwrap();
+    let gw = in_process_with_file(&path);
+    assert!(gw.shared().tls.acceptor().is_none());
+
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("rcgen");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let tls = format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    std::fs::write(&path, &tls).unwrap();
+    let report = gw.shared().reload_config().unwrap();
+    assert_eq!(report.applied, ["tls.cert", "tls.key"]);
+    assert!(report.tls_reloaded);
+    let url = format!("rtmps://{}/live/tls", gw.addr);
+    let mut publisher = ffmpeg_publish_with(&url, &fixture_flv(), &["-t", "2"]);
+    let status = publisher.finish(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "rtmps publish failed: {}",
+        publisher.stderr()
+    );
+
+    // A certificate that does not parse: refused, naming the file; TLS stays on, and the
+    // other change in the same file is not applied either.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    std::fs::write(&path, format!("{tls}[rtmp]\nmax_connections = 3\n")).unwrap();
+    let e = gw.shared().reload_config().unwrap_err().to_string();
+    assert!(e.contains("cert.pem"), "{e}");
+    assert!(gw.shared().tls.acceptor().is_some());
+    assert_eq!(gw.shared().config().rtmp.max_connections, 10_000);
 }
