@@ -19,6 +19,9 @@ use crate::rtmp::chunk::ChunkLimits;
 pub struct Config {
     /// Seconds a SIGTERM/SIGINT shutdown waits for connections to close before exiting.
     pub shutdown_timeout_secs: u64,
+    /// Log filter in `RUST_LOG` syntax (`info`, `debug`, `warn,wasmgate::reload=info`). The
+    /// `RUST_LOG` environment variable wins when set. A reload applies it (in the binary).
+    pub log_level: String,
     pub rtmp: RtmpConfig,
     pub media: MediaSection,
     pub http: HttpSection,
@@ -114,6 +117,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             shutdown_timeout_secs: 10,
+            log_level: "info".into(),
             rtmp: RtmpConfig::default(),
             media: MediaSection::default(),
             http: HttpSection::default(),
@@ -451,6 +455,12 @@ impl Config {
                 message,
             })
         };
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return bad(
+                "log_level",
+                format!("{:?} is not a log filter: {e}", self.log_level),
+            );
+        }
         if !(128..=65536).contains(&r.chunk_size) {
             return bad(
                 "rtmp.chunk_size",
@@ -664,6 +674,7 @@ const RESTART_KEYS: &[&str] = &[
 /// Keys a reload applies to the running process (see README "Configuration").
 const LIVE_KEYS: &[&str] = &[
     "shutdown_timeout_secs",
+    "log_level",
     "rtmp.chunk_size",
     "rtmp.window_ack_size",
     "rtmp.peer_bandwidth",
@@ -933,6 +944,17 @@ mod tests {
             .to_string();
         assert!(e.starts_with("rtmp.chunk_size"), "{e}");
     }
+    #[test]
+    fn log_level_is_a_filter() {
+        let c = Config::from_toml("log_level = \"warn,wasmgate::reload=debug\"\n").unwrap();
+        assert_eq!(c.log_level, "warn,wasmgate::reload=debug");
+        let e = Config::from_toml("log_level = \"wasmgate=loud\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("log_level"), "{e}");
+        assert_eq!(key_effect("log_level"), KeyEffect::Live);
+    }
+
     #[test]
     fn every_key_is_classified() {
         let mut keys = Vec::new();

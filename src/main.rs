@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use tracing::{error, info};
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
 use wasmgate::config::{Config, ConfigError};
 use wasmgate::reload::ConfigSource;
 use wasmgate::server::Server;
@@ -66,15 +67,6 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-
     let mut config = match effective_config(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -107,6 +99,8 @@ fn main() -> ExitCode {
         }
     }
 
+    let log = Logging::init(&config.log_level);
+
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -129,9 +123,14 @@ fn main() -> ExitCode {
         if let Some(path) = cli.config.clone() {
             // A reload goes through the same merge as start-up, flags on top of the file.
             let cli = cli.clone();
-            server
-                .shared
-                .set_config_source(ConfigSource::new(path, move || effective_config(&cli)));
+            let source = ConfigSource::new(path, move || effective_config(&cli)).on_apply(
+                move |config, applied| {
+                    if applied.iter().any(|k| k == "log_level") {
+                        log.apply(&config.log_level);
+                    }
+                },
+            );
+            server.shared.set_config_source(source);
         }
         spawn_reload_on_sighup(server.shared.clone());
         wait_for_signal().await;
@@ -146,6 +145,61 @@ fn main() -> ExitCode {
         }
         ExitCode::SUCCESS
     })
+}
+
+/// The log filter: `RUST_LOG` when set, else the config's `log_level`, behind a reload handle
+/// so a config reload can change it without restarting.
+struct Logging {
+    handle: tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+    /// `RUST_LOG` was set: it wins over the file, now and on reload.
+    from_env: bool,
+}
+
+impl Logging {
+    fn init(config_level: &str) -> Logging {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let env = std::env::var(EnvFilter::DEFAULT_ENV)
+            .ok()
+            .filter(|v| !v.trim().is_empty());
+        let from_env = env.as_deref().and_then(|v| EnvFilter::try_new(v).ok());
+        let from_file = from_env.is_none();
+        // `log_level` was validated with the config; "info" is only a last resort.
+        let filter = from_env
+            .or_else(|| EnvFilter::try_new(config_level).ok())
+            .unwrap_or_else(|| EnvFilter::new("info"));
+        let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
+            .init();
+        if env.is_some() && from_file {
+            warn!("RUST_LOG is not a valid log filter; using log_level {config_level:?}");
+        }
+        Logging {
+            handle,
+            from_env: !from_file,
+        }
+    }
+
+    /// A reload changed `log_level`.
+    fn apply(&self, level: &str) {
+        if self.from_env {
+            warn!("log_level changed to {level:?}, but RUST_LOG is set and wins");
+            return;
+        }
+        match EnvFilter::try_new(level) {
+            Ok(filter) => match self.handle.reload(filter) {
+                Ok(()) => info!("log filter is now {level:?}"),
+                Err(e) => error!("cannot change the log filter: {e}"),
+            },
+            Err(e) => error!("log_level {level:?}: {e}"),
+        }
+    }
 }
 
 /// The configuration the process runs on: the `--config` file (or the embedded default) with

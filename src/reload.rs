@@ -15,12 +15,14 @@ use crate::server::{Live, Shared};
 use crate::tls::{PreparedTls, TlsError};
 
 type Loader = dyn Fn() -> Result<Config, ConfigError> + Send + Sync;
+type Hook = dyn Fn(&Config, &[String]) + Send + Sync;
 
 /// Where a reload reads the configuration: a file, through the same function that built the
 /// start-up config, so command-line overrides are applied on top again.
 pub struct ConfigSource {
     path: PathBuf,
     load: Box<Loader>,
+    on_apply: Option<Box<Hook>>,
 }
 
 impl ConfigSource {
@@ -32,7 +34,15 @@ impl ConfigSource {
         ConfigSource {
             path,
             load: Box::new(load),
+            on_apply: None,
         }
+    }
+
+    /// Runs `hook` with the new config and the applied keys after each successful reload,
+    /// for what lives outside the server (the binary's log filter).
+    pub fn on_apply(mut self, hook: impl Fn(&Config, &[String]) + Send + Sync + 'static) -> Self {
+        self.on_apply = Some(Box::new(hook));
+        self
     }
 
     /// The file alone, without overrides.
@@ -133,7 +143,11 @@ fn apply(shared: &Shared, source: &ConfigSource) -> Result<ReloadReport, ReloadE
         applied.sort();
     }
 
+    let config = live.config.clone();
     shared.install(live, Some(tls));
+    if let Some(hook) = &source.on_apply {
+        hook(&config, &applied);
+    }
 
     for key in &applied {
         info!(key = %key, "config reload: {key} applied");

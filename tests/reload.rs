@@ -57,6 +57,11 @@ struct Bin {
 
 impl Bin {
     fn start(config: &str) -> Bin {
+        Bin::start_logging(config, Some("info"))
+    }
+
+    /// With `rust_log` None the config's `log_level` decides what is logged.
+    fn start_logging(config: &str, rust_log: Option<&str>) -> Bin {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wasmgate.toml");
         std::fs::write(&path, config).unwrap();
@@ -65,12 +70,16 @@ impl Bin {
             .prefix("wasmgate-reload-")
             .tempfile()
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmgate"));
+        match rust_log {
+            Some(filter) => cmd.env("RUST_LOG", filter),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        let child = cmd
             .arg("--config")
             .arg(&path)
             .args(["--rtmp", &rtmp.to_string()])
             .args(["--admin", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
             .env_remove("WASMGATE_ADMIN_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -449,4 +458,36 @@ fn tls_turned_on_by_a_reload() {
     assert!(e.contains("cert.pem"), "{e}");
     assert!(gw.shared().tls.acceptor().is_some());
     assert_eq!(gw.shared().config().rtmp.max_connections, 10_000);
+}
+
+/// `log_level` is live in the binary: connection logs appear once a reload lowers the filter
+/// from `warn` to `info` (RUST_LOG unset, so the file decides).
+#[test]
+fn sighup_changes_the_log_filter() {
+    let quiet = "log_level = \"warn,wasmgate::admin=info,wasmgate::reload=info\"\n";
+    let gw = Bin::start_logging(quiet, None);
+    let mut c = Raw::connected(gw.rtmp);
+    assert!(c.answers_call(3, &[]));
+    assert!(!gw.log().contains("connect accepted"), "{}", gw.log());
+
+    gw.write_config("log_level = \"info\"\n");
+    gw.sighup();
+    assert!(
+        gw.log().contains("config reload: log_level applied"),
+        "{}",
+        gw.log()
+    );
+    let mut c = Raw::connected(gw.rtmp);
+    assert!(c.answers_call(3, &[]));
+    assert!(
+        wait_until(Duration::from_secs(3), || gw
+            .log()
+            .contains("connect accepted")),
+        "info lines still filtered after the reload: {}",
+        gw.log()
+    );
+    // A filter that does not parse is refused like any bad value, naming the key.
+    gw.write_config("log_level = \"wasmgate=loud\"\n");
+    gw.sighup();
+    assert!(gw.log().contains("log_level: "), "{}", gw.log());
 }
