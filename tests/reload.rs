@@ -491,3 +491,26 @@ fn sighup_changes_the_log_filter() {
     gw.sighup();
     assert!(gw.log().contains("log_level: "), "{}", gw.log());
 }
+
+/// RTMPT limits are live: lowering `http.max_sessions_per_ip` refuses the next `/open` (503)
+/// while the session already open keeps working.
+#[test]
+fn rtmpt_session_limit_changes_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    std::fs::write(&path, "[http]\nmax_sessions_per_ip = 64\n").unwrap();
+    let gw = in_process_with_file(&path);
+    // RTMPT is served on the RTMP port too (sniffed).
+    let (status, id) = http(gw.addr, "POST", "/open/1", None).unwrap();
+    assert_eq!(status, 200, "{id}");
+    let id = id.trim().to_string();
+
+    std::fs::write(&path, "[http]\nmax_sessions_per_ip = 1\n").unwrap();
+    let report = gw.shared().reload_config().unwrap();
+    assert_eq!(report.applied, ["http.max_sessions_per_ip"]);
+    let (status, body) = http(gw.addr, "POST", "/open/1", None).unwrap();
+    assert_eq!(status, 503, "{body}");
+    // The open session still answers its polls.
+    let (status, _) = http(gw.addr, "POST", &format!("/idle/{id}/0"), None).unwrap();
+    assert_eq!(status, 200);
+}
