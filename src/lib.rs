@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod media;
 pub mod metrics;
+pub mod reload;
 pub mod rtmp;
 pub mod server;
 pub mod tls;

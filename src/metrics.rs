@@ -37,6 +37,7 @@ pub const GUEST_DEADLINES: &str = "wasmgate_guest_deadline_hits_total";
 pub const ADMIN_DENIED: &str = "wasmgate_admin_denied_total";
 pub const ADMIN_REQUESTS: &str = "wasmgate_admin_requests_total";
 pub const UPTIME: &str = "wasmgate_uptime_seconds";
+pub const CONFIG_RELOADS: &str = "wasmgate_config_reloads_total";
 
 /// Installs the process-wide recorder once and returns its render handle. Later calls (several
 /// gateways in one test process) share it.
@@ -109,6 +110,10 @@ fn describe() {
         ADMIN_REQUESTS,
         "Admin API requests served, by status class."
     );
+    describe_counter!(
+        CONFIG_RELOADS,
+        "Config reloads (SIGHUP, admin API), applied or refused."
+    );
     describe_gauge!(UPTIME, "Seconds since the gateway started.");
     // Register the error series at zero so dashboards and alerts see them before the first event.
     for t in TRANSPORTS {
@@ -117,6 +122,9 @@ fn describe() {
     }
     for reason in ["allowlist", "token", "proxy"] {
         counter!(ADMIN_DENIED, "reason" => reason).absolute(0);
+    }
+    for result in ["applied", "refused"] {
+        counter!(CONFIG_RELOADS, "result" => result).absolute(0);
     }
     for name in [
         MESSAGES_IN,
@@ -187,6 +195,12 @@ pub fn guest_deadline(app: &str) {
 /// An admin connection or request refused: `allowlist`, `token` or `proxy`.
 pub fn admin_denied(reason: &'static str) {
     counter!(ADMIN_DENIED, "reason" => reason).increment(1);
+}
+
+/// A config reload (SIGHUP or admin API) that was applied or refused.
+pub fn config_reload(applied: bool) {
+    let result = if applied { "applied" } else { "refused" };
+    counter!(CONFIG_RELOADS, "result" => result).increment(1);
 }
 
 pub fn admin_request(status: u16) {

@@ -26,13 +26,20 @@ pub enum TlsError {
 
 /// The current acceptor, if a certificate is configured. Cheap to read on every accept.
 pub struct TlsState {
-    paths: Option<(PathBuf, PathBuf)>,
+    /// The files `reload` re-reads; a config reload may point them elsewhere.
+    paths: RwLock<Option<(PathBuf, PathBuf)>>,
     acceptor: RwLock<Option<TlsAcceptor>>,
 }
 
-impl TlsState {
-    /// Loads the files now; a configured but unreadable certificate is a start-up error.
-    pub fn new(cert: Option<&Path>, key: Option<&Path>) -> Result<TlsState, TlsError> {
+/// Certificate files loaded and checked, not yet in service (see [`TlsState::install`]).
+pub struct PreparedTls {
+    paths: Option<(PathBuf, PathBuf)>,
+    acceptor: Option<TlsAcceptor>,
+}
+
+impl PreparedTls {
+    /// Loads `cert` and `key` (both `None`: TLS off).
+    pub fn load(cert: Option<&Path>, key: Option<&Path>) -> Result<PreparedTls, TlsError> {
         let paths = match (cert, key) {
             (Some(c), Some(k)) => Some((c.to_path_buf(), k.to_path_buf())),
             _ => None,
@@ -41,10 +48,33 @@ impl TlsState {
             Some((c, k)) => Some(load(c, k)?),
             None => None,
         };
+        Ok(PreparedTls { paths, acceptor })
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.acceptor.is_some()
+    }
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl TlsState {
+    /// Loads the files now; a configured but unreadable certificate is a start-up error.
+    pub fn new(cert: Option<&Path>, key: Option<&Path>) -> Result<TlsState, TlsError> {
+        let p = PreparedTls::load(cert, key)?;
         Ok(TlsState {
-            paths,
-            acceptor: RwLock::new(acceptor),
+            paths: RwLock::new(p.paths),
+            acceptor: RwLock::new(p.acceptor),
         })
+    }
+
+    /// Puts loaded files in service (config reload): new handshakes use them, or are refused
+    /// when TLS was turned off.
+    pub fn install(&self, p: PreparedTls) {
+        *write(&self.paths) = p.paths;
+        *write(&self.acceptor) = p.acceptor;
     }
 
     /// The acceptor for a new connection, or `None` when TLS is off.
@@ -57,16 +87,13 @@ impl TlsState {
 
     /// Re-reads the certificate and key. On error the previous acceptor stays in service.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let Some((cert, key)) = &self.paths else {
+        let paths = self.paths.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some((cert, key)) = &paths else {
             return Err(TlsError::NotConfigured);
         };
         match load(cert, key) {
             Ok(acceptor) => {
-                let mut g = match self.acceptor.write() {
-                    Ok(g) => g,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-                *g = Some(acceptor);
+                *write(&self.acceptor) = Some(acceptor);
                 info!(cert = %cert.display(), "TLS certificate reloaded");
                 Ok(())
             }

@@ -73,6 +73,13 @@ fn dashboard_in_chromium_shows_a_live_stream_and_its_buttons_work() {
             .contains("built-in"),
         "{result}"
     );
+    assert!(
+        result["config_reload_status"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("No config file to reload"),
+        "{result}"
+    );
 
     // The kick button ended the rtmpdump player.
     assert!(

@@ -42,8 +42,10 @@ async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) ->
         .headers()
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok());
-    let client = match effective_client(peer.ip(), forwarded, &state.trusted) {
-        Some(ip) if state.allow.contains(ip) => ip,
+    // One snapshot per request: a reload in between never mixes old and new rules.
+    let auth = state.shared.admin_auth();
+    let client = match effective_client(peer.ip(), forwarded, &auth.trusted) {
+        Some(ip) if auth.allow.contains(ip) => ip,
         other => {
             crate::metrics::admin_denied("proxy");
             if let Some(suppressed) = state.deny_log.admit() {
@@ -63,7 +65,7 @@ async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) ->
             _ => method_not_allowed(),
         };
     }
-    if let Some(token) = &state.token {
+    if let Some(token) = &auth.token {
         let presented = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
         if !bearer_matches(presented, token) {
             crate::metrics::admin_denied("token");
@@ -135,6 +137,22 @@ async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) ->
             }
             Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
         },
+        // Re-reads the config file like SIGHUP: 200 with what was applied and what needs a
+        // restart, 400 (nothing applied) when the new file is invalid.
+        (Method::POST, ["config", "reload"]) => {
+            let shared = state.shared.clone();
+            match tokio::task::spawn_blocking(move || shared.reload_config()).await {
+                Ok(Ok(report)) => {
+                    info!("configuration reloaded by operator");
+                    ok(json!(report))
+                }
+                Ok(Err(e)) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+                Err(e) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("reload task failed: {e}"),
+                ),
+            }
+        }
         (Method::GET, ["clients"]) => ok(clients(state, None)),
         (Method::GET, ["clients", id]) => match id.parse::<u64>() {
             Ok(id) => match clients(state, Some(id)) {
@@ -191,13 +209,13 @@ fn server(state: &AdminState) -> Value {
         "publishing": streams.iter().filter(|s| s.publisher.is_some()).count(),
         "players": streams.iter().map(|s| s.players).sum::<usize>(),
         "listeners": {
-            "rtmp": sh.config.rtmp.listen,
+            "rtmp": sh.config().rtmp.listen,
         },
     })
 }
 
 fn config(state: &AdminState) -> Value {
-    let mut v = serde_json::to_value(&state.shared.config).unwrap_or(Value::Null);
+    let mut v = serde_json::to_value(&*state.shared.config()).unwrap_or(Value::Null);
     // Secrets never leave the process; say that one is set, not what it is.
     if let Some(admin) = v.get_mut("admin").and_then(Value::as_object_mut)
         && admin.get("token").is_some_and(|t| !t.is_null())

@@ -43,13 +43,35 @@ pub enum AdminError {
     },
 }
 
+/// Who may use the admin listener: the allowlist, trusted proxies and token, checked on every
+/// accept and request. Built from `[admin]` at start and swapped whole by a config reload.
+#[derive(Debug, Default)]
+pub struct AdminAuth {
+    allow: NetList,
+    trusted: NetList,
+    token: Option<String>,
+}
+
+impl AdminAuth {
+    /// Parses the networks and resolves the token (reads `token_file`); errors name the key.
+    pub fn from_config(cfg: &crate::config::AdminConfig) -> Result<AdminAuth, ConfigError> {
+        Ok(AdminAuth {
+            allow: NetList::new(cfg.allow_nets()?),
+            trusted: NetList::new(cfg.trusted_proxy_nets()?),
+            token: cfg.resolve_token()?,
+        })
+    }
+
+    /// Whether this and `other` would admit different requests (same lists and token: no).
+    pub fn token_differs(&self, other: &AdminAuth) -> bool {
+        self.token != other.token
+    }
+}
+
 /// Everything request handlers need.
 pub(crate) struct AdminState {
     shared: Arc<Shared>,
     apps: Arc<dyn AppHost>,
-    allow: NetList,
-    trusted: NetList,
-    token: Option<String>,
     prometheus: &'static PrometheusHandle,
     deny_log: DenyLog,
     bandwidth: Bandwidth,
@@ -81,13 +103,12 @@ pub struct Admin {
     pub tasks: Vec<JoinHandle<()>>,
 }
 
-/// Binds `shared.config.admin.listen` and serves it. `apps` answers the `/apps` endpoints.
+/// Binds `admin.listen` and serves it. `apps` answers the `/apps` endpoints.
 pub async fn start(shared: Arc<Shared>, apps: Arc<dyn AppHost>) -> Result<Admin, AdminError> {
-    let cfg = &shared.config.admin;
+    let config = shared.config();
+    let cfg = &config.admin;
+    let auth = shared.admin_auth();
     let state = Arc::new(AdminState {
-        allow: NetList::new(cfg.allow_nets()?),
-        trusted: NetList::new(cfg.trusted_proxy_nets()?),
-        token: cfg.resolve_token()?,
         prometheus: crate::metrics::install(),
         deny_log: DenyLog::default(),
         bandwidth: Bandwidth::default(),
@@ -105,10 +126,10 @@ pub async fn start(shared: Arc<Shared>, apps: Arc<dyn AppHost>) -> Result<Admin,
     let local = listener
         .local_addr()
         .map_err(|source| AdminError::Bind { addr, source })?;
-    if state.token.is_none() && !local.ip().is_loopback() {
+    if auth.token.is_none() && !local.ip().is_loopback() {
         warn!(addr = %local, "admin listener is not on loopback and has no token; the allowlist is its only protection");
     }
-    info!(addr = %local, allow = ?cfg.allow, auth = state.token.is_some(), tls = tls.is_some(), "admin listening");
+    info!(addr = %local, allow = ?cfg.allow, auth = auth.token.is_some(), tls = tls.is_some(), "admin listening");
     let tasks = vec![
         tokio::spawn(accept_loop(listener, state.clone(), tls)),
         tokio::spawn(sample_bandwidth(state)),
@@ -151,9 +172,9 @@ async fn accept_loop(
     state: Arc<AdminState>,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
-    let cfg = &state.shared.config.admin;
-    let limit = Arc::new(Semaphore::new(cfg.max_connections));
-    let timeout = Duration::from_secs(cfg.request_timeout_secs);
+    // admin.max_connections sizes this once (restart-only); the timeout and the allowlist
+    // are read per accept so a config reload applies to the next connection.
+    let limit = Arc::new(Semaphore::new(state.shared.config().admin.max_connections));
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -166,7 +187,8 @@ async fn accept_loop(
         // The allowlist decides before a single byte is read. A trusted proxy is let in here;
         // its forwarded client address is judged per request.
         let ip = allow::normalise(peer.ip());
-        if !state.allow.contains(ip) && !state.trusted.contains(ip) {
+        let auth = state.shared.admin_auth();
+        if !auth.allow.contains(ip) && !auth.trusted.contains(ip) {
             crate::metrics::admin_denied("allowlist");
             if let Some(suppressed) = state.deny_log.admit() {
                 warn!(%peer, suppressed, "admin connection from outside the allowlist closed");
@@ -178,6 +200,7 @@ async fn accept_loop(
             warn!(%peer, "admin connection limit reached; closing");
             continue;
         };
+        let timeout = Duration::from_secs(state.shared.config().admin.request_timeout_secs);
         let state = state.clone();
         let tls = tls.clone();
         tokio::spawn(

@@ -109,6 +109,7 @@ mod tests {
             },
             stream_has_video: has_video,
             encoded: Bytes::new(),
+            encoded_chunk_size: 4096,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -86,8 +86,12 @@ pub struct Frame {
     /// Whether the stream had shown video when this frame arrived (audio-only streams must not
     /// make players wait for a keyframe that never comes).
     pub stream_has_video: bool,
-    /// Chunks for [`SHARED_STREAM_ID`] at [`MediaConfig::chunk_size`], fmt 0 first chunk.
+    /// Chunks for [`SHARED_STREAM_ID`] at `encoded_chunk_size`, fmt 0 first chunk.
     pub encoded: Bytes,
+    /// The [`MediaConfig::chunk_size`] in force when the frame was ingested. A config reload
+    /// can change it while older frames sit in the GOP cache, so a player compares its own
+    /// chunk size with this, not with the registry's current setting.
+    pub encoded_chunk_size: u32,
 }
 
 impl Frame {
@@ -223,7 +227,8 @@ pub struct StreamStats {
 
 /// All live streams of the gateway.
 pub struct Registry {
-    cfg: MediaConfig,
+    /// Swapped whole by a config reload; a stream reads it once per message or per player.
+    cfg: RwLock<Arc<MediaConfig>>,
     streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
     /// Messages ingested from all publishers since start.
     messages_in: AtomicU64,
@@ -237,21 +242,36 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Registry {
     pub fn new(cfg: MediaConfig) -> Arc<Registry> {
         Arc::new(Registry {
-            cfg,
+            cfg: RwLock::new(Arc::new(cfg)),
             streams: Mutex::new(HashMap::new()),
             messages_in: AtomicU64::new(0),
         })
     }
 
-    pub fn config(&self) -> &MediaConfig {
-        &self.cfg
+    /// The settings in force now.
+    pub fn config(&self) -> Arc<MediaConfig> {
+        match self.cfg.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the settings (config reload). Streams already open keep their queue size;
+    /// a new chunk size applies to messages ingested from now on, and sessions that still
+    /// write the old size get a private encoding (`Conn::send_frame`).
+    pub fn set_config(&self, cfg: MediaConfig) {
+        let mut g = match self.cfg.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *g = Arc::new(cfg);
     }
 
     fn entry(&self, key: &StreamKey) -> Arc<Stream> {
         let mut map = lock(&self.streams);
         map.entry(key.clone())
             .or_insert_with(|| {
-                let (tx, _) = broadcast::channel(self.cfg.player_queue.max(16));
+                let (tx, _) = broadcast::channel(self.config().player_queue.max(16));
                 Arc::new(Stream {
                     key: key.clone(),
                     tx,
@@ -330,10 +350,11 @@ impl Registry {
             let displaced = st.publisher;
             if displaced.is_some() {
                 let idle_for = st.last_ingest.map(|t| t.elapsed());
-                let allowed = match self.cfg.takeover {
+                let cfg = self.config();
+                let allowed = match cfg.takeover {
                     TakeoverPolicy::Refuse => false,
                     TakeoverPolicy::Always => true,
-                    TakeoverPolicy::Idle => idle_for.is_some_and(|d| d >= self.cfg.takeover_idle),
+                    TakeoverPolicy::Idle => idle_for.is_some_and(|d| d >= cfg.takeover_idle),
                 };
                 if !allowed {
                     drop(st);
@@ -464,7 +485,7 @@ impl Publisher {
     /// caches and hands it to every player. Returns false when another publisher has taken
     /// the stream over (the message is dropped).
     pub fn push(&mut self, kind: MediaKind, type_id: u8, timestamp: u32, payload: Bytes) -> bool {
-        let cfg = &self.registry.cfg;
+        let cfg = self.registry.config();
         let info = match kind {
             MediaKind::Video => inspect_video(&payload),
             MediaKind::Audio => inspect_audio(&payload),
@@ -538,6 +559,7 @@ impl Publisher {
             info,
             stream_has_video: st.has_video,
             encoded: encoded.freeze(),
+            encoded_chunk_size: cfg.chunk_size,
             payload,
         });
 

@@ -184,7 +184,7 @@ impl Conn {
         Conn {
             id,
             client,
-            session: Session::new(shared.session_config.clone(), Instant::now()),
+            session: Session::new(shared.session_config(), Instant::now()),
             shared,
             app: None,
             publishers: HashMap::new(),
@@ -212,14 +212,15 @@ impl Conn {
     {
         let (mut rd, mut wr) = tokio::io::split(io);
         let mut rbuf = vec![0u8; 64 * 1024];
-        let cfg = &self.shared.config.rtmp;
+        let config = self.shared.config();
+        let cfg = &config.rtmp;
         let handshake_timeout = Duration::from_secs(cfg.handshake_timeout_secs);
         let write_timeout = Duration::from_secs(cfg.write_timeout_secs);
         let handshake_deadline = tokio::time::Instant::now() + handshake_timeout;
         // With a merge window, players do not wake per message: they sleep for the window,
         // then take everything the rings hold and write it at once (fewer wakeups, fewer and
         // larger writes, at the cost of up to one window of latency).
-        let merge = Duration::from_millis(self.shared.config.media.merge_window_ms);
+        let merge = Duration::from_millis(config.media.merge_window_ms);
         // Drain ticks fall on common boundaries, so all players of the process wake together
         // and the runtime handles them in one burst instead of one wakeup each.
         let epoch = tokio::time::Instant::from_std(self.shared.started_at);
@@ -856,7 +857,8 @@ impl Conn {
         let sub = self.shared.registry.play(key.clone());
         info!(stream = %key, start, live = sub.live, "playing");
         self.session.play_started(stream_id, &name.name, reset);
-        let media = &self.shared.config.media;
+        let config = self.shared.config();
+        let media = &config.media;
         let mut player = Player::new(
             media.player_max_skips,
             Duration::from_secs(media.player_skip_window_secs),
@@ -932,8 +934,8 @@ impl Conn {
     /// Queues a frame for the client: the shared chunk bytes when they fit this session,
     /// otherwise a private encoding.
     fn send_frame(&mut self, stream_id: u32, f: &Arc<Frame>, ts: Option<u32>) {
-        let shared_fits = stream_id == SHARED_STREAM_ID
-            && self.session.out_chunk_size() == self.shared.registry.config().chunk_size;
+        let shared_fits =
+            stream_id == SHARED_STREAM_ID && self.session.out_chunk_size() == f.encoded_chunk_size;
         match ts {
             None if shared_fits => self.session.send_encoded(f.encoded.clone()),
             _ => {

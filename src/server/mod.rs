@@ -8,16 +8,16 @@ mod sniff;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::admin::AdminAuth;
 use crate::apps::AppManager;
-use crate::config::{Config, HttpSection};
+use crate::config::{Config, ConfigError, HttpSection};
 use crate::media::Registry;
 use crate::rtmp::SessionConfig;
 use crate::tls::{TlsError, TlsState};
@@ -25,8 +25,17 @@ use crate::tunnel::Tunnel;
 
 /// State every connection shares.
 pub struct Shared {
-    pub config: Config,
-    pub session_config: SessionConfig,
+    /// The settings a config reload swaps as one unit; read through [`Shared::config`],
+    /// [`Shared::session_config`] and [`Shared::admin_auth`].
+    live: RwLock<Arc<Live>>,
+    /// Where a reload reads the config from (`--config` plus the command line), if anywhere.
+    config_source: OnceLock<crate::reload::ConfigSource>,
+    /// One reload at a time (SIGHUP and the admin API may race).
+    pub(crate) reload_lock: Mutex<()>,
+    /// Connections open on the RTMP and HTTP listeners, for `rtmp.max_connections`.
+    slots: Arc<Slots>,
+    /// Open connections per source address, for `rtmp.max_connections_per_ip`.
+    per_ip: Arc<PerIp>,
     pub registry: Arc<Registry>,
     pub clients: Arc<clients::Clients>,
     /// Wasm applications (`list`/`reload`/`unload` for the admin API).
@@ -43,6 +52,29 @@ pub struct Shared {
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
+/// What a reload replaces at once. A connection takes one snapshot when it starts.
+pub struct Live {
+    pub config: Arc<Config>,
+    pub session: SessionConfig,
+    pub admin: Arc<AdminAuth>,
+}
+
+impl Live {
+    /// Derives everything from `config`; fails when the admin token file cannot be read.
+    pub fn new(config: Config) -> Result<Live, ConfigError> {
+        let admin = if config.admin.enabled {
+            AdminAuth::from_config(&config.admin)?
+        } else {
+            AdminAuth::default()
+        };
+        Ok(Live {
+            session: config.session_config(),
+            config: Arc::new(config),
+            admin: Arc::new(admin),
+        })
+    }
+}
+
 /// Process-wide counters (the admin listener will expose these).
 #[derive(Default)]
 pub struct Stats {
@@ -56,8 +88,8 @@ pub struct Stats {
 
 impl Shared {
     /// Shared state without Wasm apps (every app is served by the built-in live app). Fails
-    /// only when a configured TLS certificate or key cannot be loaded.
-    pub fn new(config: Config) -> Result<Arc<Shared>, TlsError> {
+    /// when a configured TLS certificate or key, or the admin token file, cannot be read.
+    pub fn new(config: Config) -> Result<Arc<Shared>, StartError> {
         let registry = Registry::new(config.media_config());
         let apps = AppManager::disabled(config.apps.clone(), registry.clone());
         Shared::with_apps(config, registry, apps)
@@ -67,17 +99,21 @@ impl Shared {
         config: Config,
         registry: Arc<Registry>,
         apps: Arc<AppManager>,
-    ) -> Result<Arc<Shared>, TlsError> {
+    ) -> Result<Arc<Shared>, StartError> {
         let tls = TlsState::new(config.tls.cert.as_deref(), config.tls.key.as_deref())?;
+        let live = Live::new(config).map_err(crate::admin::AdminError::Config)?;
         Ok(Arc::new(Shared {
-            tunnel: Arc::new(Tunnel::new(config.http.clone())),
+            tunnel: Arc::new(Tunnel::new(live.config.http.clone())),
             tls,
-            session_config: config.session_config(),
+            slots: Arc::new(Slots::default()),
+            per_ip: Arc::new(PerIp::default()),
+            live: RwLock::new(Arc::new(live)),
+            config_source: OnceLock::new(),
+            reload_lock: Mutex::new(()),
             registry,
             apps,
             clients: Arc::new(clients::Clients::default()),
             started_at: std::time::Instant::now(),
-            config,
             next_conn_id: AtomicU64::new(1),
             stats: Stats::default(),
             shutdown: tokio::sync::watch::channel(false).0,
@@ -87,6 +123,53 @@ impl Shared {
     /// Re-reads the TLS certificate and key (SIGHUP, admin API). Live sessions keep theirs.
     pub fn reload_tls(&self) -> Result<(), TlsError> {
         self.tls.reload()
+    }
+
+    fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The configuration in force now. Take it once per connection or request, not per
+    /// message: a reload may replace it at any time.
+    pub fn config(&self) -> Arc<Config> {
+        self.live().config.clone()
+    }
+
+    /// Protocol settings for a new session.
+    pub fn session_config(&self) -> SessionConfig {
+        self.live().session.clone()
+    }
+
+    /// The admin listener's allowlist, trusted proxies and token in force now.
+    pub fn admin_auth(&self) -> Arc<AdminAuth> {
+        self.live().admin.clone()
+    }
+
+    /// Puts a validated config and everything derived from it in service at once (reload).
+    /// Infallible on purpose: whatever can fail was done before.
+    pub(crate) fn install(&self, live: Live, tls: Option<crate::tls::PreparedTls>) {
+        self.registry.set_config(live.config.media_config());
+        self.tunnel.set_config(live.config.http.clone());
+        if let Some(tls) = tls {
+            self.tls.install(tls);
+        }
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
+    }
+
+    /// Sets where [`Shared::reload_config`] reads from: `--config` plus the command line in
+    /// the binary. Only the first call counts.
+    pub fn set_config_source(&self, source: crate::reload::ConfigSource) {
+        let _ = self.config_source.set(source);
+    }
+
+    pub(crate) fn config_source(&self) -> Option<&crate::reload::ConfigSource> {
+        self.config_source.get()
+    }
+
+    /// Re-reads the config file (SIGHUP, `POST /api/v1/config/reload`) and applies what can
+    /// change live; see [`crate::reload`].
+    pub fn reload_config(&self) -> Result<crate::reload::ReloadReport, crate::reload::ReloadError> {
+        crate::reload::reload(self)
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -150,15 +233,14 @@ impl Server {
             .await
             .map_err(StartError::Apps)?;
         let shared = Shared::with_apps(config, registry, manager)?;
-        let limit = Arc::new(Semaphore::new(shared.config.rtmp.max_connections));
-        let per_ip = Arc::new(PerIp::new(shared.config.rtmp.max_connections_per_ip));
+        let config = shared.config();
         let mut rtmp_addrs = Vec::new();
         let mut http_addrs = Vec::new();
         let mut tasks = Vec::new();
         if shared.tls.acceptor().is_some() {
             info!("TLS enabled: rtmps:// and rtmpts:// are served on every listener");
         }
-        for &addr in &shared.config.http.listen {
+        for &addr in &config.http.listen {
             let listener = match TcpListener::bind(addr).await {
                 Ok(l) => l,
                 // FMS served RTMPT on 80, so the embedded default asks for it; an unprivileged
@@ -183,15 +265,13 @@ impl Server {
             tasks.push(tokio::spawn(accept_loop(
                 listener,
                 shared.clone(),
-                limit.clone(),
                 Listener::Http,
-                per_ip.clone(),
             )));
         }
         tasks.push(tokio::spawn(crate::tunnel::expiry_loop(
             shared.tunnel.clone(),
         )));
-        for &addr in &shared.config.rtmp.listen {
+        for &addr in &config.rtmp.listen {
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|source| StartError::Bind { addr, source })?;
@@ -203,13 +283,11 @@ impl Server {
             tasks.push(tokio::spawn(accept_loop(
                 listener,
                 shared.clone(),
-                limit.clone(),
                 Listener::Rtmp,
-                per_ip.clone(),
             )));
         }
         let mut admin_addr = None;
-        if shared.config.admin.enabled {
+        if config.admin.enabled {
             let admin = crate::admin::start(shared.clone(), apps(&shared)).await?;
             admin_addr = Some(admin.addr);
             tasks.extend(admin.tasks);
@@ -258,11 +336,39 @@ pub(crate) enum Listener {
     Http,
 }
 
+/// Connections open on the RTMP and HTTP listeners. A counter rather than a semaphore so a
+/// reload can move `rtmp.max_connections` either way: lowering it below the number open
+/// refuses new connections until enough have left, and never closes anyone.
+#[derive(Default)]
+struct Slots {
+    open: AtomicUsize,
+}
+
+/// One connection's place in [`Slots`]; released on drop.
+struct Slot(Arc<Slots>);
+
+impl Slots {
+    fn try_acquire(self: &Arc<Self>, max: usize) -> Option<Slot> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(self.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Open connections per source address, for `rtmp.max_connections_per_ip`. One short lock per
 /// accept and per close; entries go away with their last connection, so the map is bounded by
-/// `max_connections`.
+/// `max_connections`. The limit is passed per accept, so a reload applies to the next one.
+#[derive(Default)]
 struct PerIp {
-    max: usize,
     open: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -273,17 +379,13 @@ struct IpSlot {
 }
 
 impl PerIp {
-    fn new(max: usize) -> PerIp {
-        PerIp {
-            max,
-            open: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+    fn try_acquire(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(ip).or_insert(0);
-        if *n >= self.max {
+        if *n >= max {
+            if *n == 0 {
+                open.remove(&ip);
+            }
             return None;
         }
         *n += 1;
@@ -306,13 +408,7 @@ impl Drop for IpSlot {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    limit: Arc<Semaphore>,
-    kind: Listener,
-    per_ip: Arc<PerIp>,
-) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, kind: Listener) {
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -323,21 +419,27 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
+        // The limits in force now: a reload applies to the next accept.
+        let limits = shared.config();
+        let (max, max_per_ip) = (
+            limits.rtmp.max_connections,
+            limits.rtmp.max_connections_per_ip,
+        );
+        let Some(permit) = shared.slots.try_acquire(max) else {
             shared
                 .stats
                 .rejected_over_limit
                 .fetch_add(1, Ordering::Relaxed);
-            warn!(%peer, max = shared.config.rtmp.max_connections, "connection limit reached; closing new connection");
+            warn!(%peer, max, "connection limit reached; closing new connection");
             drop(sock);
             continue;
         };
-        let Some(slot) = per_ip.try_acquire(peer.ip()) else {
+        let Some(slot) = shared.per_ip.try_acquire(peer.ip(), max_per_ip) else {
             shared
                 .stats
                 .rejected_over_ip_limit
                 .fetch_add(1, Ordering::Relaxed);
-            warn!(%peer, max = per_ip.max, "per-IP connection limit reached; closing new connection");
+            warn!(%peer, max = max_per_ip, "per-IP connection limit reached; closing new connection");
             drop(sock);
             continue;
         };

@@ -41,7 +41,7 @@ pub(super) async fn dispatch(
     kind: Listener,
     shared: Arc<Shared>,
 ) {
-    let wait = Duration::from_secs(shared.config.rtmp.handshake_timeout_secs);
+    let wait = Duration::from_secs(shared.config().rtmp.handshake_timeout_secs);
     let mut first = [0u8; 1];
     let span = info_span!("accept", %peer);
     let proto = match tokio::time::timeout(wait, sock.peek(&mut first)).await {

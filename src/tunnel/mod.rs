@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -37,7 +37,8 @@ const FCS: &str = "application/x-fcs";
 
 /// The session table shared by every listener that serves RTMPT.
 pub struct Tunnel {
-    cfg: HttpSection,
+    /// Swapped whole by a config reload; read per request.
+    cfg: RwLock<Arc<HttpSection>>,
     table: Mutex<Table>,
     epoch: Instant,
     pub stats: TunnelStats,
@@ -119,11 +120,29 @@ enum Cmd {
 impl Tunnel {
     pub fn new(cfg: HttpSection) -> Tunnel {
         Tunnel {
-            cfg,
+            cfg: RwLock::new(Arc::new(cfg)),
             table: Mutex::new(Table::default()),
             epoch: Instant::now(),
             stats: TunnelStats::default(),
         }
+    }
+
+    /// The `[http]` settings in force now.
+    pub fn cfg(&self) -> Arc<HttpSection> {
+        match self.cfg.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the settings (config reload): new sessions and requests use them; a session's
+    /// buffer keeps the size it was opened with.
+    pub fn set_config(&self, cfg: HttpSection) {
+        let mut g = match self.cfg.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *g = Arc::new(cfg);
     }
 
     /// Tunnel sessions currently open.
@@ -168,7 +187,7 @@ impl Tunnel {
     /// Frees sessions that have seen no request for `session_idle_timeout_secs`. Dropping a
     /// session's pipe ends its connection driver.
     pub fn expire_idle(&self) -> usize {
-        let limit = self.cfg.session_idle_timeout_secs * 1000;
+        let limit = self.cfg().session_idle_timeout_secs * 1000;
         let now = self.now_ms();
         let stale: Vec<String> = self
             .lock()
@@ -180,7 +199,7 @@ impl Tunnel {
         let mut n = 0;
         for id in stale {
             if self.remove(&id) {
-                info!(session = %id, "RTMPT session expired after {}s without a request", self.cfg.session_idle_timeout_secs);
+                info!(session = %id, "RTMPT session expired after {}s without a request", self.cfg().session_idle_timeout_secs);
                 self.stats.expired.fetch_add(1, Ordering::Relaxed);
                 n += 1;
             }
@@ -196,14 +215,15 @@ impl Tunnel {
         shared: &Arc<Shared>,
     ) -> Result<String, ReqError> {
         let id = new_session_id().ok_or(ReqError::NoRandom)?;
-        let (near, far) = tokio::io::duplex(self.cfg.session_buffer_bytes);
+        let cfg = self.cfg();
+        let (near, far) = tokio::io::duplex(cfg.session_buffer_bytes);
         {
             let mut t = self.lock();
-            if t.sessions.len() >= self.cfg.max_sessions {
+            if t.sessions.len() >= cfg.max_sessions {
                 return Err(ReqError::Full("http.max_sessions"));
             }
             let per_ip = t.per_ip.entry(peer.ip()).or_insert(0);
-            if *per_ip >= self.cfg.max_sessions_per_ip {
+            if *per_ip >= cfg.max_sessions_per_ip {
                 return Err(ReqError::Full("http.max_sessions_per_ip"));
             }
             *per_ip += 1;
@@ -237,7 +257,7 @@ impl Tunnel {
         let sess = self.get(id).ok_or(ReqError::UnknownSession)?;
         sess.last_seen.store(self.now_ms(), Ordering::Relaxed);
         let deadline =
-            tokio::time::Instant::now() + Duration::from_millis(self.cfg.reorder_wait_ms);
+            tokio::time::Instant::now() + Duration::from_millis(self.cfg().reorder_wait_ms);
         let mut x = loop {
             let notified = sess.progressed.notified();
             tokio::pin!(notified);
@@ -275,9 +295,9 @@ impl Tunnel {
                 let hold = if cmd == Cmd::Send {
                     SEND_LINGER
                 } else {
-                    self.cfg.latency.idle_hold()
+                    self.cfg().latency.idle_hold()
                 };
-                x.pull(self.cfg.max_reply_bytes, hold).await
+                x.pull(self.cfg().max_reply_bytes, hold).await
             }
         };
         x.seq.done(seq, reply.clone());
@@ -318,7 +338,7 @@ pub async fn serve_http<S>(io: S, peer: SocketAddr, transport: &'static str, sha
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let header_timeout = Duration::from_secs(shared.config.rtmp.handshake_timeout_secs);
+    let header_timeout = Duration::from_secs(shared.config().rtmp.handshake_timeout_secs);
     let span = info_span!("http", %peer, transport);
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
@@ -364,7 +384,7 @@ async fn handle(
     shared: &Arc<Shared>,
 ) -> Result<Response<Full<Bytes>>, ReqError> {
     let tunnel = &shared.tunnel;
-    let cfg = &tunnel.cfg;
+    let cfg = tunnel.cfg();
     if req.method() != Method::POST {
         return Err(ReqError::Method(req.method().clone()));
     }
@@ -381,7 +401,7 @@ async fn handle(
             return Err(ReqError::TooLarge(cfg.max_body_bytes));
         }
     }
-    let body_timeout = Duration::from_secs(shared.config.rtmp.handshake_timeout_secs);
+    let body_timeout = Duration::from_secs(shared.config().rtmp.handshake_timeout_secs);
     let body = match tokio::time::timeout(
         body_timeout,
         Limited::new(body, cfg.max_body_bytes).collect(),
@@ -409,7 +429,7 @@ async fn handle(
             Ok(reply(Bytes::from(format!("{id}\n"))))
         }
         Route::Session { cmd, id, seq } => {
-            let write_limit = Duration::from_secs(shared.config.rtmp.write_timeout_secs);
+            let write_limit = Duration::from_secs(shared.config().rtmp.write_timeout_secs);
             let out = tunnel.exchange(cmd, id, seq, body, write_limit).await?;
             Ok(reply(out))
         }

@@ -1,7 +1,7 @@
 // Drives the wasmgate admin dashboard in headless Debian chromium through playwright-core.
 // Usage: node dashboard.mjs ADMIN_URL STREAM_PATH SCREENSHOT.png [TOKEN]
 // Checks that the page shows the live stream (with a bitrate) and a bandwidth figure, keeps a
-// screenshot, then uses the reload, kick (on a player) and stop buttons. Prints one JSON line; exit 0 = pass.
+// screenshot, then uses the reload, reload-config, kick (on a player) and stop buttons. Prints one JSON line; exit 0 = pass.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -77,6 +77,12 @@ try {
   await page.waitForFunction(() => /built-in|Reloaded/.test(document.getElementById("status").textContent));
   result.reload_status = await page.locator("#status").innerText();
   result.steps.push("reload clicked");
+
+  // Reload-config button: this gateway runs without a config file, and the page says so.
+  await page.click("button[data-config-reload]");
+  await page.waitForFunction(() => /config file/.test(document.getElementById("status").textContent));
+  result.config_reload_status = await page.locator("#status").innerText();
+  result.steps.push("config reload clicked");
 
   // Kick button: the player (any client that is not the publisher) leaves the table.
   const publisher = await row.getAttribute("data-publisher");
