@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 SECS=${FUZZ_SECONDS:-60}
-ALL=(handshake chunk amf0 amf3 session config)
+ALL=(handshake chunk amf0 amf3 session config rtmpt)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 export RUSTC_BOOTSTRAP=1
@@ -29,7 +29,7 @@ summary=artifacts/summary.txt
 failed=0
 for t in "${TARGETS[@]}"; do
     case $t in
-        handshake | chunk | session) max_len=16384 ;;
+        handshake | chunk | session | rtmpt) max_len=16384 ;;
         *) max_len=4096 ;;
     esac
     mkdir -p "corpus/$t" "artifacts/$t" "regressions/$t"
