@@ -231,6 +231,8 @@ struct Slot<P> {
     /// Milliseconds (caller's clock) of the last request start or end.
     last_seen: u64,
     seq: Sequencer,
+    /// The command of the request answered last: a retry repeats it.
+    last_cmd: Option<Cmd>,
     poller: Poller,
     /// The RTMP side closed its end and everything it wrote has been returned.
     ended: bool,
@@ -379,7 +381,10 @@ impl<P> TunnelState<P> {
         slot.last_seen = now_ms;
         match slot.seq.check(seq) {
             SeqCheck::Process => {}
-            SeqCheck::Replay(reply) => return Step::Replay(reply),
+            // Found by the `rtmpt` fuzz target: a `/close` carrying the number of the
+            // `/send` just answered got the send's reply. A retry repeats its request.
+            SeqCheck::Replay(reply) if slot.last_cmd == Some(cmd) => return Step::Replay(reply),
+            SeqCheck::Replay(_) => return Step::Reply(Err(ReqError::OutOfOrder { seq })),
             SeqCheck::Wait => return Step::Wait,
             SeqCheck::Refuse => return Step::Reply(Err(ReqError::OutOfOrder { seq })),
         }
@@ -451,6 +456,7 @@ impl<P> TunnelState<P> {
         let had_data = pulled.reply.data_len() > 0;
         let reply = pulled.reply.finish(slot.poller.next_byte(had_data));
         slot.seq.done(ticket.seq, reply.clone());
+        slot.last_cmd = Some(ticket.cmd);
         slot.pipe = Some(ticket.pipe);
         slot.last_seen = now_ms;
         slot.ended |= pulled.ended;
@@ -527,6 +533,7 @@ impl<P> TunnelState<P> {
                 ip,
                 last_seen: now_ms,
                 seq: Sequencer::default(),
+                last_cmd: None,
                 poller: Poller::default(),
                 ended: false,
                 pipe: Some(pipe),
@@ -757,6 +764,38 @@ mod tests {
         let s = t.stats();
         assert_eq!((s.sessions, s.opened, s.closed), (2, 3, 1));
         assert_eq!(t.sessions_from(A), 1);
+    }
+
+    #[test]
+    fn a_retry_repeats_its_command() {
+        // Regression (fuzz/regressions/rtmpt/close-reusing-a-send-seq): `/close/<id>/0` after
+        // `/send/<id>/0` was answered with the send's reply instead of being refused.
+        let mut t = TunnelState::<Mem>::new(cfg());
+        let mut env = TestEnv(0);
+        let a = open(&mut t, &mut env, A).unwrap();
+        t.sessions
+            .get_mut(&a)
+            .unwrap()
+            .pipe
+            .as_mut()
+            .unwrap()
+            .pending = b"S0".to_vec();
+        let Step::Reply(Ok(r)) = exchange(&mut t, Cmd::Send, &a, 0, b"C0") else {
+            panic!()
+        };
+        assert!(matches!(
+            exchange(&mut t, Cmd::Close, &a, 0, b"\0"),
+            Step::Reply(Err(ReqError::OutOfOrder { seq: 0 }))
+        ));
+        assert!(matches!(
+            exchange(&mut t, Cmd::Idle, &a, 0, b"\0"),
+            Step::Reply(Err(ReqError::OutOfOrder { seq: 0 }))
+        ));
+        assert!(matches!(exchange(&mut t, Cmd::Send, &a, 0, b"C0"), Step::Replay(x) if x == r));
+        assert_eq!(t.session_count(), 1);
+        assert!(
+            matches!(exchange(&mut t, Cmd::Close, &a, 1, b"\0"), Step::Reply(Ok(b)) if b[..] == [0])
+        );
     }
 
     #[test]
