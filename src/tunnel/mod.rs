@@ -1,6 +1,10 @@
 //! RTMPT: RTMP tunnelled over HTTP POSTs (`/open`, `/send`, `/idle`, `/close`), served with
 //! hyper. Each tunnel session feeds a byte pipe into the same connection driver as raw TCP.
 //!
+//! Every decision is made by the sans-IO core in [`request`] (also driven by the `rtmpt` fuzz
+//! target); this file adds only what needs a runtime: reading bodies, waiting for a sequence
+//! gap, moving bytes through the pipe, spawning the driver.
+//!
 //! Wire behaviour follows the public clients: ffmpeg's `rtmphttp.c` (buffers writes until it
 //! reads, sleeps 50 ms after an empty reply) and librtmp's `HTTP_Post`/`HTTP_read` (busy-polls,
 //! requires `HTTP/1.1 200 ` and a `Content-Length` header spelled with capitals).
