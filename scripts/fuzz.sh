@@ -21,8 +21,10 @@ export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 cd "$ROOT/fuzz"
-echo "fuzz: building targets"
-cargo fuzz build -O
+echo "fuzz: building ${TARGETS[*]}"
+for t in "${TARGETS[@]}"; do
+    cargo fuzz build -O "$t"
+done
 mkdir -p artifacts
 summary=artifacts/summary.txt
 : >"$summary"
