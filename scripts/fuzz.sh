@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 SECS=${FUZZ_SECONDS:-60}
-ALL=(handshake chunk amf0 amf3 session config)
+ALL=(handshake chunk amf0 amf3 session config rtmpt)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 export RUSTC_BOOTSTRAP=1
@@ -21,15 +21,17 @@ export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 cd "$ROOT/fuzz"
-echo "fuzz: building targets"
-cargo fuzz build -O
+echo "fuzz: building ${TARGETS[*]}"
+for t in "${TARGETS[@]}"; do
+    cargo fuzz build -O "$t"
+done
 mkdir -p artifacts
 summary=artifacts/summary.txt
 : >"$summary"
 failed=0
 for t in "${TARGETS[@]}"; do
     case $t in
-        handshake | chunk | session) max_len=16384 ;;
+        handshake | chunk | session | rtmpt) max_len=16384 ;;
         *) max_len=4096 ;;
     esac
     mkdir -p "corpus/$t" "artifacts/$t" "regressions/$t"

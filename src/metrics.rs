@@ -1,9 +1,9 @@
 //! The gateway's Prometheus metrics: one process-wide `metrics` recorder, the metric names, and
 //! named recording functions that the connection driver, the tunnel and the app host call.
 //!
-//! Counters that already live in atomics on the hot path (bytes, connection totals) are copied
-//! into the recorder when `/metrics` is scraped ([`refresh_from`]), so reading and writing media
-//! costs no extra map lookup. Everything else is recorded where it happens.
+//! Counters that already live in atomics on the hot path (bytes, connection totals) or in the
+//! RTMPT tunnel's own stats are copied into the recorder when `/metrics` is scraped
+//! ([`refresh_from`]), so reading and writing media costs no extra map lookup. Everything else is recorded where it happens.
 
 use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
@@ -12,6 +12,7 @@ use metrics::{counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::server::Shared;
+use crate::tunnel::Refusal;
 
 /// Transport labels a connection can carry.
 pub const TRANSPORTS: [&str; 4] = ["rtmp", "rtmpt", "rtmps", "rtmpts"];
@@ -31,6 +32,13 @@ pub const HANDSHAKE_ERRORS: &str = "wasmgate_handshake_errors_total";
 pub const PROTOCOL_ERRORS: &str = "wasmgate_protocol_errors_total";
 pub const KICKS: &str = "wasmgate_kicks_total";
 pub const TUNNEL_ERRORS: &str = "wasmgate_tunnel_errors_total";
+pub const TUNNEL_SESSIONS: &str = "wasmgate_tunnel_sessions";
+pub const TUNNEL_SESSIONS_OPENED: &str = "wasmgate_tunnel_sessions_opened_total";
+pub const TUNNEL_SESSIONS_CLOSED: &str = "wasmgate_tunnel_sessions_closed_total";
+pub const TUNNEL_SESSIONS_EXPIRED: &str = "wasmgate_tunnel_sessions_expired_total";
+pub const TUNNEL_REQUESTS: &str = "wasmgate_tunnel_requests_total";
+pub const TUNNEL_BYTES_IN: &str = "wasmgate_tunnel_bytes_in_total";
+pub const TUNNEL_BYTES_OUT: &str = "wasmgate_tunnel_bytes_out_total";
 pub const GUEST_CALLS: &str = "wasmgate_guest_calls_total";
 pub const GUEST_TRAPS: &str = "wasmgate_guest_traps_total";
 pub const GUEST_DEADLINES: &str = "wasmgate_guest_deadline_hits_total";
@@ -94,7 +102,26 @@ fn describe() {
     describe_counter!(KICKS, "Clients kicked by an operator.");
     describe_counter!(
         TUNNEL_ERRORS,
-        "RTMPT requests refused (bad session, sequence, method)."
+        "RTMPT requests refused, by reason (unknown_session, out_of_order, too_large, ...)."
+    );
+    describe_gauge!(TUNNEL_SESSIONS, "RTMPT tunnel sessions open.");
+    describe_counter!(TUNNEL_SESSIONS_OPENED, "RTMPT tunnel sessions opened.");
+    describe_counter!(
+        TUNNEL_SESSIONS_CLOSED,
+        "RTMPT tunnel sessions ended by /close, by the RTMP side or by a failed pipe."
+    );
+    describe_counter!(
+        TUNNEL_SESSIONS_EXPIRED,
+        "RTMPT tunnel sessions freed after http.session_idle_timeout_secs without a request."
+    );
+    describe_counter!(
+        TUNNEL_REQUESTS,
+        "RTMPT requests answered, refusals included."
+    );
+    describe_counter!(TUNNEL_BYTES_IN, "RTMPT request body bytes received.");
+    describe_counter!(
+        TUNNEL_BYTES_OUT,
+        "RTMPT reply body bytes sent (successful requests)."
     );
     describe_counter!(GUEST_CALLS, "Calls into Wasm application guests.");
     describe_counter!(GUEST_TRAPS, "Wasm guest calls that trapped.");
@@ -120,6 +147,9 @@ fn describe() {
         counter!(HANDSHAKE_ERRORS, "transport" => t).absolute(0);
         gauge!(CONNECTIONS, "transport" => t).set(0.0);
     }
+    for reason in Refusal::ALL {
+        counter!(TUNNEL_ERRORS, "reason" => reason.label()).absolute(0);
+    }
     for reason in ["allowlist", "token", "proxy"] {
         counter!(ADMIN_DENIED, "reason" => reason).absolute(0);
     }
@@ -132,7 +162,6 @@ fn describe() {
         PLAYER_DROPS,
         PROTOCOL_ERRORS,
         KICKS,
-        TUNNEL_ERRORS,
         GUEST_CALLS,
         GUEST_TRAPS,
         GUEST_DEADLINES,
@@ -169,12 +198,6 @@ pub fn player_dropped() {
 
 pub fn kicked() {
     counter!(KICKS).increment(1);
-}
-
-/// For the RTMPT tunnel: a request refused, with a short reason label (`unknown_session`,
-/// `bad_sequence`, `bad_method`, ...).
-pub fn tunnel_error(reason: &'static str) {
-    counter!(TUNNEL_ERRORS, "reason" => reason).increment(1);
 }
 
 /// For the Wasm app host: one guest call into `app`.
@@ -225,4 +248,15 @@ pub fn refresh_from(shared: &Shared) {
     gauge!(STREAMS_PUBLISHING).set(streams.iter().filter(|s| s.publisher.is_some()).count() as f64);
     gauge!(PLAYERS).set(streams.iter().map(|s| s.players).sum::<usize>() as f64);
     gauge!(UPTIME).set(shared.started_at.elapsed().as_secs_f64());
+    let t = shared.tunnel.stats();
+    gauge!(TUNNEL_SESSIONS).set(t.sessions as f64);
+    counter!(TUNNEL_SESSIONS_OPENED).absolute(t.opened);
+    counter!(TUNNEL_SESSIONS_CLOSED).absolute(t.closed);
+    counter!(TUNNEL_SESSIONS_EXPIRED).absolute(t.expired);
+    counter!(TUNNEL_REQUESTS).absolute(t.requests);
+    counter!(TUNNEL_BYTES_IN).absolute(t.bytes_in);
+    counter!(TUNNEL_BYTES_OUT).absolute(t.bytes_out);
+    for reason in Refusal::ALL {
+        counter!(TUNNEL_ERRORS, "reason" => reason.label()).absolute(t.refused(reason));
+    }
 }

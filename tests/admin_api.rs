@@ -405,7 +405,7 @@ fn live_stream_shows_in_the_api_and_a_kicked_player_ends() {
         "wasmgate_media_messages_in_total",
         "wasmgate_player_skips_total",
         "wasmgate_handshake_errors_total{transport=\"rtmp\"}",
-        "wasmgate_tunnel_errors_total",
+        "wasmgate_tunnel_errors_total{reason=\"unknown_session\"}",
         "wasmgate_guest_calls_total",
         "wasmgate_guest_traps_total",
         "wasmgate_guest_deadline_hits_total",

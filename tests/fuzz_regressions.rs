@@ -56,3 +56,8 @@ fn session_inputs() {
 fn config_inputs() {
     assert!(replay("config", harness::config) >= 2);
 }
+
+#[test]
+fn rtmpt_inputs() {
+    assert!(replay("rtmpt", harness::rtmpt) >= 4);
+}
