@@ -8,6 +8,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mkdir -p "$root/target"
 exec 9>"$root/target/.install-dashboard-deps.lock"
 flock -w 900 9
+# shellcheck source=apt-install.sh
+source "$root/scripts/apt-install.sh"
 
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
@@ -15,23 +17,7 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [[ ${#missing[@]} -gt 0 ]]; then
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "install-dashboard-deps: missing ${missing[*]} and apt-get is not available" >&2
-        exit 1
-    fi
-    SUDO=()
-    if [[ "$(id -u)" -ne 0 ]]; then
-        if command -v sudo >/dev/null 2>&1; then
-            SUDO=(sudo -n)
-        else
-            echo "install-dashboard-deps: not root and no sudo; cannot install ${missing[*]}" >&2
-            exit 1
-        fi
-    fi
-    APT_OPTS=(-o DPkg::Lock::Timeout=300)
-    echo "install-dashboard-deps: installing ${missing[*]}"
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${APT_OPTS[@]}" update -q
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${APT_OPTS[@]}" install -y -q --no-install-recommends "${missing[@]}"
+    apt_install install-dashboard-deps "${missing[@]}"
 fi
 
 dash="$root/tests/dashboard"

@@ -6,6 +6,8 @@
 # Idempotent: exits immediately when every tool is already on PATH; runs
 # `apt-get update` only when something actually has to be installed.
 set -euo pipefail
+# shellcheck source=apt-install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
 
 # command -> Debian package providing it
 declare -A PKG_FOR=(
@@ -46,28 +48,7 @@ if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-test-deps: missing ${missing[*]} and apt-get is not available; install them by hand" >&2
-    exit 1
-fi
-
-SUDO=()
-if [[ "$(id -u)" -ne 0 ]]; then
-    if command -v sudo >/dev/null 2>&1; then
-        SUDO=(sudo -n)
-    else
-        echo "install-test-deps: not root and sudo is not available; cannot install ${missing[*]}" >&2
-        exit 1
-    fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-# Wait for a concurrent apt/dpkg run (another job, unattended-upgrades) instead of failing.
-APT_OPTS=(-o DPkg::Lock::Timeout=300)
-
-echo "install-test-deps: installing ${missing[*]}"
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${APT_OPTS[@]}" update -q
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${APT_OPTS[@]}" install -y -q --no-install-recommends "${missing[@]}"
+apt_install install-test-deps "${missing[@]}"
 
 for tool in ffmpeg ffprobe rtmpdump tinyproxy; do
     if ! command -v "$tool" >/dev/null 2>&1; then
