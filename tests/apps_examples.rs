@@ -102,9 +102,7 @@ fn readme_walkthrough_and_hello_guest() {
     assert_eq!(value["args"], json!(["hi"]));
 
     rd.finish(Duration::from_secs(30));
-    let packets = ffprobe_packets(&rd_out);
-    let video = packets.iter().filter(|p| p.stream_type == "video").count();
-    assert!(video >= 10, "rtmpdump got only {video} video packets");
+    assert_video_packets(&rd_out, 10);
     publisher.interrupt();
     let _ = publisher.finish(Duration::from_secs(10));
 }

@@ -72,12 +72,7 @@ fn loop_oom_and_trap_are_contained_while_another_app_streams() {
         publisher.stderr()
     );
     player.finish(Duration::from_secs(30));
-    let packets = ffprobe_packets(&flv);
-    let video = packets.iter().filter(|p| p.stream_type == "video").count();
-    assert!(
-        video >= 100,
-        "the live player got only {video} video packets"
-    );
+    assert_video_packets(&flv, 100);
     decodes_cleanly(&flv).unwrap();
     publisher.interrupt();
     let _ = publisher.finish(Duration::from_secs(10));

@@ -187,9 +187,7 @@ fn python_guest_gates_publish_and_serves_calls() {
     ff.finish(Duration::from_secs(40));
     rd.finish(Duration::from_secs(40));
     for f in [&ff_out, &rd_out] {
-        let packets = ffprobe_packets(f);
-        let video = packets.iter().filter(|p| p.stream_type == "video").count();
-        assert!(video >= 10, "{}: only {video} video packets", f.display());
+        assert_video_packets(f, 10);
     }
     publisher.interrupt();
     let _ = publisher.finish(Duration::from_secs(10));

@@ -64,9 +64,7 @@ fn right_token_streams_wrong_token_is_rejected_ffmpeg_rtmpdump() {
     ff.finish(Duration::from_secs(40));
     rd.finish(Duration::from_secs(40));
     for f in [&ff_out, &rd_out] {
-        let packets = ffprobe_packets(f);
-        let video = packets.iter().filter(|p| p.stream_type == "video").count();
-        assert!(video >= 10, "{}: only {video} video packets", f.display());
+        assert_video_packets(f, 10);
     }
     publisher.interrupt();
     let _ = publisher.finish(Duration::from_secs(10));

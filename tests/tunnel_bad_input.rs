@@ -250,8 +250,7 @@ fn bad_requests_get_clean_errors_and_a_tunnel_player_keeps_playing() {
 
     let s = player.finish(Duration::from_secs(30));
     assert!(s.success(), "tunnel player failed: {}", player.stderr());
-    let packets = ffprobe_packets(&out);
-    assert!(packets.iter().filter(|p| p.stream_type == "video").count() >= 10);
+    assert_video_packets(&out, 10);
     decodes_cleanly(&out).unwrap();
 }
 

@@ -717,10 +717,8 @@ mod tests {
         assert_eq!(reg.publish(key("a"), 2).unwrap().1, Some(1));
     }
 
-    #[test]
-    fn late_player_gets_headers_and_gop_from_keyframe() {
-        let reg = Registry::new(MediaConfig::default());
-        let mut p = reg.publish(key("a"), 1).unwrap().0;
+    /// AVC and AAC sequence headers at timestamp 0.
+    fn push_headers(p: &mut Publisher) {
         p.push(
             MediaKind::Video,
             9,
@@ -733,6 +731,13 @@ mod tests {
             0,
             Bytes::from_static(&[0xaf, 0, 0x12, 0x10]),
         );
+    }
+
+    #[test]
+    fn late_player_gets_headers_and_gop_from_keyframe() {
+        let reg = Registry::new(MediaConfig::default());
+        let mut p = reg.publish(key("a"), 1).unwrap().0;
+        push_headers(&mut p);
         p.push(MediaKind::Video, 9, 0, video(true));
         p.push(MediaKind::Video, 9, 40, video(false));
         p.push(MediaKind::Video, 9, 80, video(true));
@@ -813,18 +818,7 @@ mod tests {
         let reg = Registry::new(MediaConfig::default());
         let mut p = reg.publish(key("s"), 7).unwrap().0;
         let _sub = reg.play(key("s"));
-        p.push(
-            MediaKind::Video,
-            9,
-            0,
-            Bytes::from_static(&[0x17, 0, 0, 0, 0, 1]),
-        );
-        p.push(
-            MediaKind::Audio,
-            8,
-            0,
-            Bytes::from_static(&[0xaf, 0, 0x12, 0x10]),
-        );
+        push_headers(&mut p);
         // Two windows' worth of 25 fps video of 1000-byte frames, pushed at a fake pace by
         // backdating the window start.
         for i in 0..25 {

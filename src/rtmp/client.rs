@@ -13,7 +13,7 @@ use super::amf::{Amf0Value, AmfLimits};
 use super::chunk::{ChunkDecoder, ChunkLimits, MessageHeader, RawMessage};
 use super::command::Command;
 use super::handshake::ClientHandshake;
-use super::message::{ControlMessage, UserControlEvent, msg_type};
+use super::message::{AckWindow, ControlMessage, UserControlEvent, msg_type};
 use super::output::{Output, csid};
 use super::session::{SessionError, decode_command};
 
@@ -107,9 +107,8 @@ pub struct ClientSession {
     events: VecDeque<ClientEvent>,
     next_txn: f64,
     connect_txn: f64,
-    bytes_in: u64,
-    acked_at: u64,
-    peer_window: u32,
+    /// Bytes received, and the window the server asked us to acknowledge at.
+    ack: AckWindow,
     /// Sequence number of the last Acknowledgement the server sent.
     acked_by_peer: u32,
 }
@@ -123,7 +122,7 @@ impl ClientSession {
         output.amf3_commands = cfg.object_encoding == 3.0;
         ClientSession {
             decoder: ChunkDecoder::new(cfg.chunk_limits),
-            peer_window: cfg.window_ack_size,
+            ack: AckWindow::new(cfg.window_ack_size),
             cfg,
             phase: Phase::Handshake,
             handshake,
@@ -132,8 +131,6 @@ impl ClientSession {
             events: VecDeque::new(),
             next_txn: 2.0,
             connect_txn: 1.0,
-            bytes_in: 0,
-            acked_at: 0,
             acked_by_peer: 0,
         }
     }
@@ -147,7 +144,7 @@ impl ClientSession {
     }
 
     pub fn bytes_in(&self) -> u64 {
-        self.bytes_in
+        self.ack.received()
     }
 
     /// Bytes the server has acknowledged receiving (its last Acknowledgement).
@@ -172,7 +169,7 @@ impl ClientSession {
         if self.phase == Phase::Closed {
             return Ok(());
         }
-        self.bytes_in += data.len() as u64;
+        self.ack.add(data.len());
         self.inbuf.extend_from_slice(data);
         if self.phase == Phase::Handshake {
             if !self
@@ -186,10 +183,8 @@ impl ClientSession {
         while let Some(msg) = self.decoder.decode(&mut self.inbuf)? {
             self.handle_message(msg)?;
         }
-        if self.peer_window > 0 && self.bytes_in - self.acked_at >= u64::from(self.peer_window) {
-            self.acked_at = self.bytes_in;
-            self.output
-                .control(ControlMessage::Acknowledgement(self.bytes_in as u32));
+        if let Some(ack) = self.ack.due() {
+            self.output.control(ack);
         }
         Ok(())
     }
@@ -321,7 +316,7 @@ impl ClientSession {
             match ctrl {
                 ControlMessage::SetChunkSize(size) => self.decoder.set_chunk_size(size)?,
                 ControlMessage::Abort(id) => self.decoder.abort(id),
-                ControlMessage::WindowAckSize(size) => self.peer_window = size,
+                ControlMessage::WindowAckSize(size) => self.ack.set_window(size),
                 ControlMessage::Acknowledgement(seq) => self.acked_by_peer = seq,
                 ControlMessage::UserControl(UserControlEvent::PingRequest(ts)) => {
                     self.output.control(ControlMessage::UserControl(

@@ -148,6 +148,49 @@ fn u32_of(type_id: u8, payload: &[u8]) -> Result<u32, MessageError> {
     Ok(be32(payload))
 }
 
+/// Counts the bytes received on a connection and says when an Acknowledgement is due: each time
+/// another window (the peer's Window Acknowledgement Size) has arrived since the last one. A zero
+/// window means the peer wants none. Both the server and the client session use it.
+#[derive(Debug, Clone, Copy)]
+pub struct AckWindow {
+    received: u64,
+    acked_at: u64,
+    window: u32,
+}
+
+impl AckWindow {
+    pub fn new(window: u32) -> AckWindow {
+        AckWindow {
+            received: 0,
+            acked_at: 0,
+            window,
+        }
+    }
+
+    pub fn set_window(&mut self, window: u32) {
+        self.window = window;
+    }
+
+    pub fn add(&mut self, n: usize) {
+        self.received += n as u64;
+    }
+
+    /// Bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// The Acknowledgement to send now, if a window has filled since the last one. Its sequence
+    /// number is the byte count so far, modulo 2^32 as the field is 32-bit.
+    pub fn due(&mut self) -> Option<ControlMessage> {
+        if self.window == 0 || self.received - self.acked_at < u64::from(self.window) {
+            return None;
+        }
+        self.acked_at = self.received;
+        Some(ControlMessage::Acknowledgement(self.received as u32))
+    }
+}
+
 impl ControlMessage {
     /// Parses a control message of type 1..=6 (None for other types); malformed payloads → error.
     pub fn parse(type_id: u8, payload: &[u8]) -> Result<Option<ControlMessage>, MessageError> {
@@ -323,6 +366,22 @@ pub fn split_aggregate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ack_window_is_due_once_per_filled_window() {
+        let mut a = AckWindow::new(100);
+        a.add(99);
+        assert_eq!(a.due(), None);
+        a.add(1);
+        assert_eq!(a.due(), Some(ControlMessage::Acknowledgement(100)));
+        assert_eq!(a.due(), None, "once per window");
+        a.add(150);
+        assert_eq!(a.due(), Some(ControlMessage::Acknowledgement(250)));
+        a.set_window(0);
+        a.add(1000);
+        assert_eq!(a.due(), None, "a zero window wants no acks");
+        assert_eq!(a.received(), 1250);
+    }
     use proptest::prelude::*;
 
     fn round_trip(msg: ControlMessage) {

@@ -24,7 +24,9 @@ use super::amf::{
 use super::chunk::{ChunkDecoder, ChunkError, ChunkLimits, MessageHeader, RawMessage};
 use super::command::{Command, ConnectRequest, StreamName, status_object};
 use super::handshake::{HandshakeError, ServerHandshake};
-use super::message::{ControlMessage, MessageError, UserControlEvent, msg_type, split_aggregate};
+use super::message::{
+    AckWindow, ControlMessage, MessageError, UserControlEvent, msg_type, split_aggregate,
+};
 use super::output::Output;
 
 pub use super::output::csid;
@@ -208,10 +210,8 @@ pub struct Session {
     events: VecDeque<Event>,
     /// Messages that arrived while the connect decision was pending.
     held: VecDeque<RawMessage>,
-    bytes_in: u64,
-    acked_at: u64,
-    /// Window the peer asked us to acknowledge at (its Window Acknowledgement Size).
-    peer_window: u32,
+    /// Bytes received, and the window the peer asked us to acknowledge at.
+    ack: AckWindow,
     last_input: Instant,
     ping_sent: Option<Instant>,
     epoch: Instant,
@@ -233,9 +233,7 @@ impl Session {
             output: Output::new(),
             events: VecDeque::new(),
             held: VecDeque::new(),
-            bytes_in: 0,
-            acked_at: 0,
-            peer_window: cfg.window_ack_size,
+            ack: AckWindow::new(cfg.window_ack_size),
             last_input: now,
             ping_sent: None,
             epoch: now,
@@ -264,7 +262,7 @@ impl Session {
 
     /// Total bytes received from the peer.
     pub fn bytes_in(&self) -> u64 {
-        self.bytes_in
+        self.ack.received()
     }
 
     /// The client's requested buffer length (SetBufferLength), in ms.
@@ -280,7 +278,7 @@ impl Session {
         }
         self.last_input = now;
         self.ping_sent = None;
-        self.bytes_in += data.len() as u64;
+        self.ack.add(data.len());
         self.inbuf.extend_from_slice(data);
 
         if self.phase == Phase::Handshake {
@@ -694,7 +692,7 @@ impl Session {
             ControlMessage::Acknowledgement(_) => {}
             ControlMessage::WindowAckSize(size) => {
                 // A zero window would mean an ack per byte; treat it as "no acks wanted".
-                self.peer_window = size;
+                self.ack.set_window(size);
             }
             ControlMessage::SetPeerBandwidth { .. } => {}
             ControlMessage::UserControl(ev) => match ev {
@@ -1025,13 +1023,11 @@ impl Session {
     }
 
     fn maybe_acknowledge(&mut self) {
-        if self.peer_window == 0 || self.phase == Phase::Handshake {
+        if self.phase == Phase::Handshake {
             return;
         }
-        if self.bytes_in - self.acked_at >= u64::from(self.peer_window) {
-            self.acked_at = self.bytes_in;
-            // The sequence number is the byte count so far, modulo 2^32 as the field is 32-bit.
-            self.send_control(ControlMessage::Acknowledgement(self.bytes_in as u32));
+        if let Some(ack) = self.ack.due() {
+            self.send_control(ack);
         }
     }
 

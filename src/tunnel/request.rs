@@ -665,6 +665,14 @@ mod tests {
         }
     }
 
+    fn idle(id: &str, seq: u64) -> Route<'_> {
+        Route::Session {
+            cmd: Cmd::Idle,
+            id,
+            seq,
+        }
+    }
+
     /// One request carried synchronously through a `Mem` pipe.
     fn exchange(t: &mut TunnelState<Mem>, cmd: Cmd, id: &str, seq: u64, body: &[u8]) -> Step<Mem> {
         let route = Route::Session { cmd, id, seq };
@@ -807,11 +815,7 @@ mod tests {
         let mut t = TunnelState::<Mem>::new(cfg());
         let mut env = TestEnv(0);
         let a = open(&mut t, &mut env, A).unwrap();
-        let route = Route::Session {
-            cmd: Cmd::Idle,
-            id: &a,
-            seq: 0,
-        };
+        let route = idle(&a, 0);
         let Step::Exchange(tk) = t.begin(route, 1, A, 0, &mut env) else {
             panic!()
         };
@@ -836,11 +840,7 @@ mod tests {
         let mut t = TunnelState::<Mem>::new(cfg());
         let mut env = TestEnv(0);
         let a = open(&mut t, &mut env, A).unwrap();
-        let route = Route::Session {
-            cmd: Cmd::Idle,
-            id: &a,
-            seq: 0,
-        };
+        let route = idle(&a, 0);
         let Step::Exchange(tk) = t.begin(route, 1, A, 0, &mut env) else {
             panic!()
         };
@@ -849,11 +849,7 @@ mod tests {
         let r = t.finish(tk, Ok(Pulled { reply, ended: true }), 0);
         assert_eq!(&r.unwrap()[..], b"\x01bye");
         assert_eq!(t.session_count(), 1, "kept until an empty reply");
-        let route = Route::Session {
-            cmd: Cmd::Idle,
-            id: &a,
-            seq: 1,
-        };
+        let route = idle(&a, 1);
         assert!(matches!(t.begin(route, 1, A, 0, &mut env), Step::Reply(Ok(b)) if b.len() == 1));
         assert_eq!(t.session_count(), 0);
     }

@@ -832,14 +832,8 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
 
 /// Asserts `path` holds at least 10 video and 10 audio packets that decode cleanly; returns them.
 pub fn assert_av_file(path: &Path) -> Vec<Packet> {
-    let packets = ffprobe_packets(path);
-    let video = packets.iter().filter(|p| p.stream_type == "video").count();
+    let packets = assert_video_packets(path, 10);
     let audio = packets.iter().filter(|p| p.stream_type == "audio").count();
-    assert!(
-        video >= 10,
-        "{}: only {video} video packets",
-        path.display()
-    );
     assert!(
         audio >= 10,
         "{}: only {audio} audio packets",
@@ -860,6 +854,18 @@ pub fn first_video_is_keyframe(packets: &[Packet]) -> bool {
 }
 
 /// Asserts video and audio dts never go backwards.
+/// Asserts that `path` holds at least `min` video packets; returns all its packets.
+pub fn assert_video_packets(path: &Path, min: usize) -> Vec<Packet> {
+    let packets = ffprobe_packets(path);
+    let video = packets.iter().filter(|p| p.stream_type == "video").count();
+    assert!(
+        video >= min,
+        "{}: only {video} video packets",
+        path.display()
+    );
+    packets
+}
+
 pub fn assert_monotonic(packets: &[Packet]) {
     for kind in ["video", "audio"] {
         let mut last = f64::MIN;
