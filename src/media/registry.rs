@@ -382,6 +382,7 @@ impl Registry {
             stream,
             offset: None,
             epoch,
+            cfg: self.config(),
         };
         Ok((publisher, displaced))
     }
@@ -469,6 +470,9 @@ pub struct Publisher {
     offset: Option<u32>,
     /// Which publish of the stream this handle is (see `StreamState::publisher_epoch`).
     epoch: u64,
+    /// The settings when the publish began: read once here, not per message; a config reload
+    /// applies to the next publish.
+    cfg: Arc<MediaConfig>,
 }
 
 impl Publisher {
@@ -485,7 +489,7 @@ impl Publisher {
     /// caches and hands it to every player. Returns false when another publisher has taken
     /// the stream over (the message is dropped).
     pub fn push(&mut self, kind: MediaKind, type_id: u8, timestamp: u32, payload: Bytes) -> bool {
-        let cfg = self.registry.config();
+        let cfg = &*self.cfg;
         let info = match kind {
             MediaKind::Video => inspect_video(&payload),
             MediaKind::Audio => inspect_audio(&payload),
