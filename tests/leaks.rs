@@ -1,6 +1,6 @@
-//! Leak checks against the real `wasmgate` binary: 5000 connect/disconnect cycles (plain,
-//! playing and publishing clients) and players SIGKILLed mid-stream, with the gateway's RSS
-//! and file descriptors sampled from /proc.
+//! Leak checks against the real `wasmgate` binary: connect/disconnect cycles (plain, playing and
+//! publishing clients; a warm-up, then 10 000 measured) and players SIGKILLed mid-stream, with
+//! the gateway's RSS and file descriptors sampled from /proc.
 
 mod common;
 mod gateway;
@@ -12,11 +12,17 @@ use common::*;
 use raw::BinGateway;
 use wasmgate::client::RtmpClient;
 
-/// Cycles run before measuring: the allocator's arenas and the runtime's pools grow to their
-/// working size over the first few thousand connections (about 18 MiB here) and then stay flat.
-const WARMUP: usize = 2000;
-/// Cycles measured after the warm-up; a leak of 1 KiB per cycle would add 3 MiB.
-const CYCLES: usize = 3000;
+/// The allocator's arenas and the runtime's pools grow to their working size over the first
+/// thousands of connections (about 18 MiB here; longer on a loaded machine) and then stay flat.
+/// The warm-up lasts until RSS has set no new high (by more than `SETTLE_KIB`) for
+/// `SETTLE_BATCHES` batches; a gateway still rising after `MAX_WARMUP` cycles leaks.
+const SETTLE_BATCHES: usize = 10;
+const SETTLE_KIB: u64 = 128;
+const MAX_WARMUP: usize = 10_000;
+/// Cycles measured after the warm-up. A leak of 1 KiB per connection, injected on purpose, moved
+/// the median RSS from the first to the last quarter by about 9.7 MiB, against the 2 MiB allowed.
+const CYCLES: usize = 10000;
+const GROWTH_KIB: u64 = 2048;
 const PARALLEL: usize = 50;
 
 /// One client life: connect, maybe play or publish, then vanish (socket closed, no goodbye).
@@ -64,20 +70,40 @@ fn thousands_of_connect_disconnect_cycles_leak_nothing() {
         .build()
         .unwrap();
     let fds_before = gw.fds();
-    let mut samples = Vec::new();
-    let started = std::time::Instant::now();
-    for batch in 0..(WARMUP + CYCLES) / PARALLEL {
+    let batch = |b: usize| {
         rt.block_on(async {
             let tasks: Vec<_> = (0..PARALLEL)
-                .map(|k| tokio::spawn(cycle(url.clone(), batch * PARALLEL + k)))
+                .map(|k| tokio::spawn(cycle(url.clone(), b * PARALLEL + k)))
                 .collect();
             for t in tasks {
                 t.await.expect("cycle");
             }
-        });
-        if (batch + 1) * PARALLEL > WARMUP {
-            samples.push(gw.rss_kib());
+        })
+    };
+    let started = std::time::Instant::now();
+    let (mut b, mut high, mut since_high, mut warmup) = (0, 0, 0, Vec::new());
+    while since_high < SETTLE_BATCHES {
+        assert!(
+            b * PARALLEL < MAX_WARMUP,
+            "gateway RSS still rising after {MAX_WARMUP} cycles (KiB per batch): {warmup:?}"
+        );
+        batch(b);
+        b += 1;
+        let rss = gw.rss_kib();
+        warmup.push(rss);
+        if rss > high + SETTLE_KIB {
+            high = rss;
+            since_high = 0;
+        } else {
+            since_high += 1;
         }
+    }
+    let warmup_cycles = b * PARALLEL;
+    let mut samples = Vec::new();
+    for _ in 0..CYCLES / PARALLEL {
+        batch(b);
+        b += 1;
+        samples.push(gw.rss_kib());
     }
     let took = started.elapsed();
     // Every connection is gone: descriptors back to where they started.
@@ -97,13 +123,13 @@ fn thousands_of_connect_disconnect_cycles_leak_nothing() {
     let settled = median(&samples[..quarter]);
     let last = median(&samples[samples.len() - quarter..]);
     eprintln!(
-        "leaks: {WARMUP} warm-up + {CYCLES} measured cycles ({PARALLEL} in parallel) in \
-         {took:?}; gateway RSS per batch after the warm-up (KiB): {samples:?}; fds \
+        "leaks: {warmup_cycles} warm-up + {CYCLES} measured cycles ({PARALLEL} in parallel) in \
+         {took:?}; RSS median {settled} -> {last} KiB, per batch after the warm-up: {samples:?}; fds \
          {fds_before} before, {} after",
         gw.fds()
     );
     assert!(
-        last < settled + 1536,
+        last < settled + GROWTH_KIB,
         "gateway RSS grew from {settled} KiB to {last} KiB over {} measured cycles",
         CYCLES * 3 / 4
     );
