@@ -125,21 +125,9 @@ async fn data_messages(url: &str, n: usize) -> (usize, f64) {
     use wasmgate::client::RtmpClient;
     let t = Duration::from_secs(10);
     let mut player = RtmpClient::connect(url, vec![]).await.unwrap();
-    let pid = player.create_stream().await.unwrap();
-    player.session().play(pid, "d", -1.0);
-    player.flush().await.unwrap();
-    player
-        .wait_status(t, |c| c == "NetStream.Play.Start")
-        .await
-        .unwrap();
+    player.start_play("d", -1.0, t).await.unwrap();
     let mut publisher = RtmpClient::connect(url, vec![]).await.unwrap();
-    let sid = publisher.create_stream().await.unwrap();
-    publisher.session().publish(sid, "d", "live");
-    publisher.flush().await.unwrap();
-    publisher
-        .wait_status(t, |c| c == "NetStream.Publish.Start")
-        .await
-        .unwrap();
+    let sid = publisher.start_publish("d", t).await.unwrap();
     let msg = encode_amf0_all(&[Amf0Value::string("onChat"), Amf0Value::string("hello")]);
     // In windows well below the player's queue (`media.player_queue`), which a flood would
     // overrun: a lagging player skips ahead by design.

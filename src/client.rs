@@ -201,6 +201,33 @@ impl RtmpClient {
         }
     }
 
+    /// `createStream` and `play(name, start)`, then waits up to `limit` for
+    /// `NetStream.Play.Start`. Returns the stream id.
+    pub async fn start_play(
+        &mut self,
+        name: &str,
+        start: f64,
+        limit: Duration,
+    ) -> Result<u32, ClientError> {
+        let id = self.create_stream().await?;
+        self.session().play(id, name, start);
+        self.flush().await?;
+        self.wait_status(limit, |c| c == "NetStream.Play.Start")
+            .await?;
+        Ok(id)
+    }
+
+    /// `createStream` and a `live` `publish(name)`, then waits up to `limit` for
+    /// `NetStream.Publish.Start`. Returns the stream id.
+    pub async fn start_publish(&mut self, name: &str, limit: Duration) -> Result<u32, ClientError> {
+        let id = self.create_stream().await?;
+        self.session().publish(id, name, "live");
+        self.flush().await?;
+        self.wait_status(limit, |c| c == "NetStream.Publish.Start")
+            .await?;
+        Ok(id)
+    }
+
     /// Waits for an `onStatus` whose code satisfies `pred`, keeping other events.
     pub async fn wait_status(
         &mut self,

@@ -131,22 +131,10 @@ fn netstream_send_keeps_order_through_the_app() {
     let received = rt.block_on(async move {
         let t = Duration::from_secs(5);
         let mut player = RtmpClient::connect(&url, vec![]).await.unwrap();
-        let pid = player.create_stream().await.unwrap();
-        player.session().play(pid, "s", -1.0);
-        player.flush().await.unwrap();
-        player
-            .wait_status(t, |c| c == "NetStream.Play.Start")
-            .await
-            .unwrap();
+        player.start_play("s", -1.0, t).await.unwrap();
 
         let mut publisher = RtmpClient::connect(&url, vec![]).await.unwrap();
-        let sid = publisher.create_stream().await.unwrap();
-        publisher.session().publish(sid, "s", "live");
-        publisher.flush().await.unwrap();
-        publisher
-            .wait_status(t, |c| c == "NetStream.Publish.Start")
-            .await
-            .unwrap();
+        let sid = publisher.start_publish("s", t).await.unwrap();
         let send = |text: &str| {
             encode_amf0_all(&[
                 wasmgate::rtmp::amf::Amf0Value::string("onChat"),

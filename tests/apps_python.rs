@@ -184,11 +184,7 @@ fn python_guest_gates_publish_and_serves_calls() {
         );
     });
 
-    ff.finish(Duration::from_secs(40));
-    rd.finish(Duration::from_secs(40));
-    for f in [&ff_out, &rd_out] {
-        assert_video_packets(f, 10);
-    }
+    finish_players(&mut [(&mut ff, &ff_out), (&mut rd, &rd_out)], 10);
     publisher.interrupt();
     let _ = publisher.finish(Duration::from_secs(10));
 }

@@ -61,11 +61,7 @@ fn right_token_streams_wrong_token_is_rejected_ffmpeg_rtmpdump() {
         "rtmpdump stderr lacks the reason:\n{err}"
     );
 
-    ff.finish(Duration::from_secs(40));
-    rd.finish(Duration::from_secs(40));
-    for f in [&ff_out, &rd_out] {
-        assert_video_packets(f, 10);
-    }
+    finish_players(&mut [(&mut ff, &ff_out), (&mut rd, &rd_out)], 10);
     publisher.interrupt();
     let _ = publisher.finish(Duration::from_secs(10));
 }

@@ -86,20 +86,14 @@ fn own_client_plays_with_immediate_writes() {
 fn publish_play_roundtrip(gw: &Gateway) {
     rt().block_on(async {
         let mut publisher = RtmpClient::connect(&gw.url("live"), vec![]).await.unwrap();
-        let pid = publisher.create_stream().await.unwrap();
-        publisher.session().publish(pid, "own", "live");
-        publisher.flush().await.unwrap();
-        publisher
-            .wait_status(Duration::from_secs(5), |c| c == "NetStream.Publish.Start")
+        let pid = publisher
+            .start_publish("own", Duration::from_secs(5))
             .await
             .unwrap();
 
         let mut player = RtmpClient::connect(&gw.url("live"), vec![]).await.unwrap();
-        let sid = player.create_stream().await.unwrap();
-        player.session().play(sid, "own", -1.0);
-        player.flush().await.unwrap();
         player
-            .wait_status(Duration::from_secs(5), |c| c == "NetStream.Play.Start")
+            .start_play("own", -1.0, Duration::from_secs(5))
             .await
             .unwrap();
 
@@ -226,11 +220,8 @@ fn enhanced_rtmp_fourcc_video_passes_through_untouched_to_late_players() {
     let gw = Gateway::start();
     rt().block_on(async {
         let mut publisher = RtmpClient::connect(&gw.url("live"), vec![]).await.unwrap();
-        let pid = publisher.create_stream().await.unwrap();
-        publisher.session().publish(pid, "ertmp", "live");
-        publisher.flush().await.unwrap();
-        publisher
-            .wait_status(Duration::from_secs(5), |c| c == "NetStream.Publish.Start")
+        let pid = publisher
+            .start_publish("ertmp", Duration::from_secs(5))
             .await
             .unwrap();
         // Enhanced RTMP: ExHeader bit | frame type << 4 | packet type, then the FourCC.
@@ -254,11 +245,8 @@ fn enhanced_rtmp_fourcc_video_passes_through_untouched_to_late_players() {
             .unwrap();
 
         let mut player = RtmpClient::connect(&gw.url("live"), vec![]).await.unwrap();
-        let sid = player.create_stream().await.unwrap();
-        player.session().play(sid, "ertmp", -2.0);
-        player.flush().await.unwrap();
         player
-            .wait_status(Duration::from_secs(5), |c| c == "NetStream.Play.Start")
+            .start_play("ertmp", -2.0, Duration::from_secs(5))
             .await
             .unwrap();
         publisher.session().send_media(pid, 9, 99, &av1_key);
@@ -288,11 +276,8 @@ fn a_stalled_player_is_cut_off_while_others_keep_streaming() {
     let runtime = rt();
     let (_stalled, _publisher, _good) = runtime.block_on(async {
         let mut publisher = RtmpClient::connect(&gw.url("live"), vec![]).await.unwrap();
-        let pid = publisher.create_stream().await.unwrap();
-        publisher.session().publish(pid, "slow", "live");
-        publisher.flush().await.unwrap();
-        publisher
-            .wait_status(Duration::from_secs(5), |c| c == "NetStream.Publish.Start")
+        let pid = publisher
+            .start_publish("slow", Duration::from_secs(5))
             .await
             .unwrap();
 
@@ -301,10 +286,7 @@ fn a_stalled_player_is_cut_off_while_others_keep_streaming() {
         stalled.session().play(sid, "slow", -1.0);
         stalled.flush().await.unwrap();
         let mut good = RtmpClient::connect(&gw.url("live"), vec![]).await.unwrap();
-        let gid = good.create_stream().await.unwrap();
-        good.session().play(gid, "slow", -1.0);
-        good.flush().await.unwrap();
-        good.wait_status(Duration::from_secs(5), |c| c == "NetStream.Play.Start")
+        good.start_play("slow", -1.0, Duration::from_secs(5))
             .await
             .unwrap();
         // The stalled player never reads again. Publish ~40 MB: far more than socket buffers.

@@ -31,25 +31,16 @@ async fn cycle(url: String, i: usize) {
     match i % 3 {
         0 => {}
         1 => {
-            let sid = c.create_stream().await.expect("createStream");
-            c.session().play(sid, &format!("pub{}", i % 7), -1.0);
-            c.flush().await.unwrap();
-            c.wait_status(Duration::from_secs(5), |code| {
-                code == "NetStream.Play.Start"
-            })
-            .await
-            .expect("play starts");
+            c.start_play(&format!("pub{}", i % 7), -1.0, Duration::from_secs(5))
+                .await
+                .expect("play starts");
         }
         _ => {
-            let sid = c.create_stream().await.expect("createStream");
             // Each publisher its own key (players above wait on a few of them).
-            c.session().publish(sid, &format!("pub{i}"), "live");
-            c.flush().await.unwrap();
-            c.wait_status(Duration::from_secs(5), |code| {
-                code == "NetStream.Publish.Start"
-            })
-            .await
-            .expect("publish starts");
+            let sid = c
+                .start_publish(&format!("pub{i}"), Duration::from_secs(5))
+                .await
+                .expect("publish starts");
             c.session()
                 .send_media(sid, 9, 0, &[0x17, 0, 0, 0, 0, 1, 2, 3]);
             c.session()

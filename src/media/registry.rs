@@ -227,7 +227,7 @@ pub struct StreamStats {
 
 /// All live streams of the gateway.
 pub struct Registry {
-    /// Swapped whole by a config reload; a stream reads it once per message or per player.
+    /// Swapped whole by a config reload; read once per new stream, publish or player.
     cfg: RwLock<Arc<MediaConfig>>,
     streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
     /// Messages ingested from all publishers since start.
@@ -257,8 +257,8 @@ impl Registry {
     }
 
     /// Replaces the settings (config reload). Streams already open keep their queue size;
-    /// a new chunk size applies to messages ingested from now on, and sessions that still
-    /// write the old size get a private encoding (`Conn::send_frame`).
+    /// publishes that begin from now on use the new chunk size (and the other settings), and
+    /// sessions that still write the old size get a private encoding (`Conn::send_frame`).
     pub fn set_config(&self, cfg: MediaConfig) {
         let mut g = match self.cfg.write() {
             Ok(g) => g,

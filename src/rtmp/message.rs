@@ -366,6 +366,7 @@ pub fn split_aggregate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn ack_window_is_due_once_per_filled_window() {
@@ -382,7 +383,6 @@ mod tests {
         assert_eq!(a.due(), None, "a zero window wants no acks");
         assert_eq!(a.received(), 1250);
     }
-    use proptest::prelude::*;
 
     fn round_trip(msg: ControlMessage) {
         let payload = msg.encode_payload();

@@ -946,7 +946,6 @@ impl Conn {
     }
 }
 
-/// The next message from the app instance, or never when the connection has none.
 /// Sleeps until `at`, or forever when there is nothing to wait for.
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     match at {
@@ -955,6 +954,7 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// The next message from the app instance, or never when the connection has none.
 async fn recv_app(rx: &mut Option<mpsc::Receiver<ToConn>>) -> Option<ToConn> {
     match rx {
         Some(rx) => rx.recv().await,

@@ -665,6 +665,14 @@ mod tests {
         }
     }
 
+    /// A tunnel with one session opened from `A`: the state, its environment, the session id.
+    fn opened() -> (TunnelState<Mem>, TestEnv, String) {
+        let mut t = TunnelState::<Mem>::new(cfg());
+        let mut env = TestEnv(0);
+        let a = open(&mut t, &mut env, A).unwrap();
+        (t, env, a)
+    }
+
     fn idle(id: &str, seq: u64) -> Route<'_> {
         Route::Session {
             cmd: Cmd::Idle,
@@ -718,9 +726,7 @@ mod tests {
 
     #[test]
     fn limits_exchanges_replies_and_close() {
-        let mut t = TunnelState::<Mem>::new(cfg());
-        let mut env = TestEnv(0);
-        let a = open(&mut t, &mut env, A).unwrap();
+        let (mut t, mut env, a) = opened();
         assert_eq!(a.len(), 32);
         open(&mut t, &mut env, A).unwrap();
         assert_eq!(
@@ -782,9 +788,7 @@ mod tests {
     fn a_retry_repeats_its_command() {
         // Regression (fuzz/regressions/rtmpt/close-reusing-a-send-seq): `/close/<id>/0` after
         // `/send/<id>/0` was answered with the send's reply instead of being refused.
-        let mut t = TunnelState::<Mem>::new(cfg());
-        let mut env = TestEnv(0);
-        let a = open(&mut t, &mut env, A).unwrap();
+        let (mut t, _, a) = opened();
         t.sessions
             .get_mut(&a)
             .unwrap()
@@ -812,9 +816,7 @@ mod tests {
 
     #[test]
     fn in_flight_requests_hold_the_pipe_and_can_be_abandoned() {
-        let mut t = TunnelState::<Mem>::new(cfg());
-        let mut env = TestEnv(0);
-        let a = open(&mut t, &mut env, A).unwrap();
+        let (mut t, mut env, a) = opened();
         let route = idle(&a, 0);
         let Step::Exchange(tk) = t.begin(route, 1, A, 0, &mut env) else {
             panic!()
@@ -837,9 +839,7 @@ mod tests {
 
     #[test]
     fn the_rtmp_side_ending_closes_the_session_after_its_last_bytes() {
-        let mut t = TunnelState::<Mem>::new(cfg());
-        let mut env = TestEnv(0);
-        let a = open(&mut t, &mut env, A).unwrap();
+        let (mut t, mut env, a) = opened();
         let route = idle(&a, 0);
         let Step::Exchange(tk) = t.begin(route, 1, A, 0, &mut env) else {
             panic!()
@@ -856,9 +856,7 @@ mod tests {
 
     #[test]
     fn idle_sessions_expire_and_stats_count_outcomes() {
-        let mut t = TunnelState::<Mem>::new(cfg());
-        let mut env = TestEnv(0);
-        open(&mut t, &mut env, A).unwrap();
+        let (mut t, _, _) = opened();
         assert_eq!(t.expire(1000), 0);
         assert_eq!(t.expire(1001), 1);
         assert_eq!(t.sessions_from(A), 0);

@@ -866,6 +866,17 @@ pub fn assert_video_packets(path: &Path, min: usize) -> Vec<Packet> {
     packets
 }
 
+/// Waits (up to 40 s each) for players to exit, then checks each one's file holds at least
+/// `min` video packets.
+pub fn finish_players(players: &mut [(&mut Proc, &Path)], min: usize) {
+    for (p, _) in players.iter_mut() {
+        p.finish(Duration::from_secs(40));
+    }
+    for (_, out) in players.iter() {
+        assert_video_packets(out, min);
+    }
+}
+
 pub fn assert_monotonic(packets: &[Packet]) {
     for kind in ["video", "audio"] {
         let mut last = f64::MIN;
