@@ -1,13 +1,18 @@
 //! wasmgate: an RTMP media gateway with HTTP tunnelling, WebAssembly applications and an
 //! allowlisted admin listener. The binary in `main.rs` is a thin CLI over [`server::Server`].
+//!
+//! Dependencies point one way (see `docs/ARCHITECTURE.md`; `tests/architecture.rs` enforces it):
+//! `rtmp` ← `media` ← `config` ← `apps` ← `gateway` (the core) ← `driver` ← `tunnel`/`admin` ←
+//! `server` (listeners and wiring). `metrics` and `tls` are leaves anyone may use.
 
 pub mod admin;
 pub mod apps;
 pub mod client;
 pub mod config;
+pub mod driver;
+pub mod gateway;
 pub mod media;
 pub mod metrics;
-pub mod reload;
 pub mod rtmp;
 pub mod server;
 pub mod tls;

@@ -11,7 +11,7 @@ use clap::Parser;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 use wasmgate::config::{Config, ConfigError};
-use wasmgate::reload::ConfigSource;
+use wasmgate::gateway::ConfigSource;
 use wasmgate::server::Server;
 
 /// RTMP media gateway: live publish/play on 1935, Wasm apps, HTTP tunnelling, admin on 1111.
@@ -130,12 +130,12 @@ fn main() -> ExitCode {
                     }
                 },
             );
-            server.shared.set_config_source(source);
+            server.reloader.set_source(source);
         }
-        spawn_reload_on_sighup(server.shared.clone());
+        spawn_reload_on_sighup(server.reloader.clone());
         wait_for_signal().await;
         // Read now, not at start: a reload may have changed it.
-        let grace = Duration::from_secs(server.shared.config().shutdown_timeout_secs);
+        let grace = Duration::from_secs(server.core.config().shutdown_timeout_secs);
         info!(?grace, "shutting down: no new connections, telling clients");
         let left = server.shutdown(grace).await;
         if left > 0 {
@@ -247,7 +247,7 @@ fn effective_config(cli: &Cli) -> Result<Config, ConfigError> {
 
 /// SIGHUP re-reads the config file (applying what can change live) and the TLS certificate
 /// and key; sessions already running are untouched. A bad file changes nothing.
-fn spawn_reload_on_sighup(shared: std::sync::Arc<wasmgate::server::Shared>) {
+fn spawn_reload_on_sighup(reloader: std::sync::Arc<wasmgate::gateway::Reloader>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -257,17 +257,17 @@ fn spawn_reload_on_sighup(shared: std::sync::Arc<wasmgate::server::Shared>) {
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 info!("SIGHUP: reloading the configuration and TLS certificate");
-                let shared = shared.clone();
+                let reloader = reloader.clone();
                 // File reads and certificate parsing block; keep them off the workers.
                 // Errors were logged by the reload itself, naming the key.
-                if let Err(e) = tokio::task::spawn_blocking(move || shared.reload_config()).await {
+                if let Err(e) = tokio::task::spawn_blocking(move || reloader.reload()).await {
                     error!("config reload task failed: {e}");
                 }
             }
         });
     }
     #[cfg(not(unix))]
-    let _ = shared;
+    let _ = reloader;
 }
 
 async fn wait_for_signal() {

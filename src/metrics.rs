@@ -1,18 +1,13 @@
-//! The gateway's Prometheus metrics: one process-wide `metrics` recorder, the metric names, and
-//! named recording functions that the connection driver, the tunnel and the app host call.
+//! The gateway's metric names and named recording functions that the connection driver, the
+//! tunnel and the app host call: a facade over the `metrics` crate that imports nothing else.
 //!
-//! Counters that already live in atomics on the hot path (bytes, connection totals) or in the
-//! RTMPT tunnel's own stats are copied into the recorder when `/metrics` is scraped
-//! ([`refresh_from`]), so reading and writing media costs no extra map lookup. Everything else is recorded where it happens.
-
-use std::sync::OnceLock;
-use std::sync::atomic::Ordering;
+//! The exporter (the Prometheus recorder and `/metrics`) is the admin view's
+//! (`admin/metrics.rs`). Counters that already live in atomics on the hot path (bytes,
+//! connection totals) or in the RTMPT tunnel's own stats are copied into the recorder when
+//! `/metrics` is scraped, so reading and writing media costs no extra map lookup. Everything else
+//! is recorded where it happens.
 
 use metrics::{counter, describe_counter, describe_gauge, gauge};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-
-use crate::server::Shared;
-use crate::tunnel::Refusal;
 
 /// Transport labels a connection can carry.
 pub const TRANSPORTS: [&str; 4] = ["rtmp", "rtmpt", "rtmps", "rtmpts"];
@@ -47,24 +42,9 @@ pub const ADMIN_REQUESTS: &str = "wasmgate_admin_requests_total";
 pub const UPTIME: &str = "wasmgate_uptime_seconds";
 pub const CONFIG_RELOADS: &str = "wasmgate_config_reloads_total";
 
-/// Installs the process-wide recorder once and returns its render handle. Later calls (several
-/// gateways in one test process) share it.
-pub fn install() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        // Fails only if another recorder was installed first (an embedding program's); then
-        // our series stay empty but nothing breaks.
-        if metrics::set_global_recorder(recorder).is_err() {
-            tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
-        }
-        describe();
-        handle
-    })
-}
-
-fn describe() {
+/// Describes every series and registers the error series at zero, so dashboards and alerts
+/// see them before the first event. Called once, by whoever installs the recorder.
+pub fn describe() {
     describe_gauge!(CONNECTIONS, "Open client connections by transport.");
     describe_counter!(
         CONNECTIONS_TOTAL,
@@ -146,9 +126,6 @@ fn describe() {
     for t in TRANSPORTS {
         counter!(HANDSHAKE_ERRORS, "transport" => t).absolute(0);
         gauge!(CONNECTIONS, "transport" => t).set(0.0);
-    }
-    for reason in Refusal::ALL {
-        counter!(TUNNEL_ERRORS, "reason" => reason.label()).absolute(0);
     }
     for reason in ["allowlist", "token", "proxy"] {
         counter!(ADMIN_DENIED, "reason" => reason).absolute(0);
@@ -234,29 +211,4 @@ pub fn admin_request(status: u16) {
         _ => "5xx",
     };
     counter!(ADMIN_REQUESTS, "class" => class).increment(1);
-}
-
-/// Copies the gateway's hot-path atomics and registry gauges into the recorder; called on scrape.
-pub fn refresh_from(shared: &Shared) {
-    let s = &shared.stats;
-    counter!(BYTES_IN).absolute(s.bytes_in.load(Ordering::Relaxed));
-    counter!(BYTES_OUT).absolute(s.bytes_out.load(Ordering::Relaxed));
-    counter!(CONNECTIONS_REJECTED).absolute(s.rejected_over_limit.load(Ordering::Relaxed));
-    counter!(MESSAGES_IN).absolute(shared.registry.messages_in());
-    let streams = shared.registry.stats();
-    gauge!(STREAMS).set(streams.len() as f64);
-    gauge!(STREAMS_PUBLISHING).set(streams.iter().filter(|s| s.publisher.is_some()).count() as f64);
-    gauge!(PLAYERS).set(streams.iter().map(|s| s.players).sum::<usize>() as f64);
-    gauge!(UPTIME).set(shared.started_at.elapsed().as_secs_f64());
-    let t = shared.tunnel.stats();
-    gauge!(TUNNEL_SESSIONS).set(t.sessions as f64);
-    counter!(TUNNEL_SESSIONS_OPENED).absolute(t.opened);
-    counter!(TUNNEL_SESSIONS_CLOSED).absolute(t.closed);
-    counter!(TUNNEL_SESSIONS_EXPIRED).absolute(t.expired);
-    counter!(TUNNEL_REQUESTS).absolute(t.requests);
-    counter!(TUNNEL_BYTES_IN).absolute(t.bytes_in);
-    counter!(TUNNEL_BYTES_OUT).absolute(t.bytes_out);
-    for reason in Refusal::ALL {
-        counter!(TUNNEL_ERRORS, "reason" => reason.label()).absolute(t.refused(reason));
-    }
 }

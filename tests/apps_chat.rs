@@ -86,7 +86,7 @@ fn chat_methods_and_broadcasts() {
     assert!(a.wait_for(t, is_msg("server", "bob left")).is_some());
     let r = a.call_wait("leave", &[]);
     assert_eq!(r.name, "_result");
-    let list = gw.shared().apps.list();
+    let list = gw.core().apps().list();
     let chat = list.iter().find(|i| i.name == "chat").unwrap();
     assert_eq!(chat.instances, vec!["room1".to_owned(), "room2".to_owned()]);
 }

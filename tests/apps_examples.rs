@@ -39,8 +39,8 @@ fn readme_walkthrough_and_hello_guest() {
     let gw = gateway_with_apps(&apps_dir, |_| {});
     let loaded = || {
         let mut v: Vec<String> = gw
-            .shared()
-            .apps
+            .core()
+            .apps()
             .list()
             .into_iter()
             .map(|a| a.name)

@@ -188,8 +188,8 @@ dirs = [
     // A guest writing into its own folder does not make the watcher reload the app.
     std::thread::sleep(Duration::from_millis(600));
     let info = gw
-        .shared()
-        .apps
+        .core()
+        .apps()
         .list()
         .into_iter()
         .find(|a| a.name == "files")
@@ -256,7 +256,7 @@ fn bad_grants_refuse_the_app() {
         c.apps.unknown_apps = wasmgate::config::UnknownApps::Deny
     });
     // Not loaded: the app is unknown, so its connect is refused.
-    assert!(gw.shared().apps.list().iter().all(|a| a.name != "escape"));
+    assert!(gw.core().apps().list().iter().all(|a| a.name != "escape"));
     let (_, reply) = RtmpClient::connect(gw.addr, "escape", &[]);
     assert_eq!(reply.name, "_error", "{reply:?}");
 }

@@ -58,7 +58,7 @@ fn loop_oom_and_trap_are_contained_while_another_app_streams() {
     assert_eq!(reply.name, "_result", "{reply:?}");
     assert!(c.is_open(Duration::from_millis(100)));
 
-    let list = gw.shared().apps.list();
+    let list = gw.core().apps().list();
     let get = |n: &str| list.iter().find(|i| i.name == n).unwrap().clone();
     assert!(get("spin").deadlines >= 2, "{:?}", get("spin"));
     assert!(get("hog").memory_faults >= 2, "{:?}", get("hog"));

@@ -32,7 +32,7 @@ fn reload_switches_new_events_and_keeps_clients() {
     let mut player = rtmpdump_play_with(&url, &flv, 8, &["-C", "S:one"]);
     std::thread::sleep(Duration::from_millis(1000));
     assert!(accepted(&gw, "one") && !accepted(&gw, "two"));
-    let digest_before = gw.shared().apps.list()[0].digest.clone();
+    let digest_before = gw.core().apps().list()[0].digest.clone();
 
     // New settings: reloaded within 2 s.
     write_atomic(
@@ -56,7 +56,7 @@ fn reload_switches_new_events_and_keeps_clients() {
     write_atomic(&a.join("gate").join("app.wasm"), b"\0asm not really");
     std::thread::sleep(Duration::from_millis(1200));
     assert!(accepted(&gw, "two"));
-    let info = gw.shared().apps.list()[0].clone();
+    let info = gw.core().apps().list()[0].clone();
     assert!(info.load_errors >= 1, "{info:?}");
     assert_eq!(info.digest, digest_before);
 
@@ -70,7 +70,7 @@ fn reload_switches_new_events_and_keeps_clients() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_ne!(gw.shared().apps.list()[0].digest, digest_before);
+    assert_ne!(gw.core().apps().list()[0].digest, digest_before);
 
     // The publisher and player connected before all of this never noticed.
     assert!(

@@ -142,7 +142,7 @@ fn token_in_stream_query_and_connect_is_async() {
     publisher.interrupt();
     let _ = publisher.finish(Duration::from_secs(10));
 
-    let apps = gw.shared().apps.list();
+    let apps = gw.core().apps().list();
     let strict = apps.iter().find(|a| a.name == "strict").unwrap();
     assert_eq!(strict.digest.len(), 64);
     assert!(strict.events >= 3);

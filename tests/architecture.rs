@@ -104,7 +104,14 @@ fn lex(src: &str) -> Vec<(Tok, usize)> {
                     if j >= b.len() {
                         break;
                     }
-                    if b[j] == b'"' && b[j + 1..].iter().take(hashes).filter(|&&h| h == b'#').count() == hashes {
+                    if b[j] == b'"'
+                        && b[j + 1..]
+                            .iter()
+                            .take(hashes)
+                            .filter(|&&h| h == b'#')
+                            .count()
+                            == hashes
+                    {
                         j += 1 + hashes;
                         break;
                     }
@@ -349,7 +356,12 @@ fn build_graph() -> Graph {
     rust_files(&src, &mut files);
     let modules: BTreeMap<Vec<String>, PathBuf> = files
         .iter()
-        .map(|f| (module_of(f.strip_prefix(&src).expect("under src")), f.clone()))
+        .map(|f| {
+            (
+                module_of(f.strip_prefix(&src).expect("under src")),
+                f.clone(),
+            )
+        })
         .collect();
     let mut graph = Graph::new();
     for (module, file) in &modules {
@@ -401,7 +413,11 @@ fn build_graph() -> Graph {
                     file.strip_prefix(&src).expect("under src").display(),
                     p.line
                 );
-                graph.entry(name.clone()).or_default().entry(to).or_insert(at);
+                graph
+                    .entry(name.clone())
+                    .or_default()
+                    .entry(to)
+                    .or_insert(at);
             }
         }
     }
@@ -502,7 +518,10 @@ fn top_level_modules_import_only_lower_layers() {
     let graph = build_graph();
     let layer_of = |m: &str| {
         let top = m.split("::").next().unwrap_or_default();
-        LAYERS.iter().position(|l| l.contains(&top)).map(|n| (n, top.to_owned()))
+        LAYERS
+            .iter()
+            .position(|l| l.contains(&top))
+            .map(|n| (n, top.to_owned()))
     };
     let mut bad = Vec::new();
     for (from, tos) in &graph {
@@ -557,8 +576,14 @@ fn the_checker_sees_use_trees_super_and_inline_modules() {
     let want: Vec<(String, usize)> = want.iter().map(|(s, d)| (s.to_string(), *d)).collect();
     assert_eq!(got, want);
     let mut g = Graph::new();
-    g.entry("a".into()).or_default().insert("b".into(), "x".into());
-    g.entry("b".into()).or_default().insert("a".into(), "y".into());
-    g.entry("c".into()).or_default().insert("a".into(), "z".into());
+    g.entry("a".into())
+        .or_default()
+        .insert("b".into(), "x".into());
+    g.entry("b".into())
+        .or_default()
+        .insert("a".into(), "y".into());
+    g.entry("c".into())
+        .or_default()
+        .insert("a".into(), "z".into());
     assert_eq!(cycles(&g), vec![vec!["a".to_string(), "b".to_string()]]);
 }

@@ -141,11 +141,11 @@ fn kicked_client_is_disconnected_within_a_second() {
         let mut c = RtmpClient::connect(&gw.url("live/kick/_"), vec![])
             .await
             .unwrap();
-        let clients = gw.shared().clients.list();
+        let clients = gw.core().clients().list();
         assert_eq!(clients.len(), 1);
         assert_eq!(clients[0].transport, "rtmp");
         assert_eq!(clients[0].app(), Some(("live".into(), "kick".into())));
-        assert!(gw.shared().clients.kick(clients[0].id));
+        assert!(gw.core().clients().kick(clients[0].id));
         let start = Instant::now();
         let status = c
             .wait_status(Duration::from_secs(2), |code| {
@@ -161,8 +161,8 @@ fn kicked_client_is_disconnected_within_a_second() {
         assert!(start.elapsed() < Duration::from_secs(1));
     });
     assert!(gateway::wait(Duration::from_secs(2), || gw
-        .shared()
-        .clients
+        .core()
+        .clients()
         .is_empty()));
 }
 
@@ -328,8 +328,8 @@ fn a_stalled_player_is_cut_off_while_others_keep_streaming() {
     // The stalled player still holds its socket open, but the gateway cut it off (write
     // timeout or lag bound); the publisher and the good player remain.
     assert!(
-        gateway::wait(Duration::from_secs(10), || gw.shared().clients.len() == 2),
+        gateway::wait(Duration::from_secs(10), || gw.core().clients().len() == 2),
         "clients: {}",
-        gw.shared().clients.len()
+        gw.core().clients().len()
     );
 }

@@ -171,12 +171,12 @@ fn vanished_publisher_ends_players_with_unpublish_notify_and_frees_state() {
     assert_av_file(&out);
     assert!(
         wait_until(Duration::from_secs(5), || gw
-            .shared()
-            .registry
+            .core()
+            .registry()
             .stream_count()
             == 0),
         "stream state not freed: {:?}",
-        gw.shared().registry.snapshot()
+        gw.core().registry().snapshot()
     );
 }
 
@@ -196,7 +196,7 @@ fn instances_are_separate_namespaces() {
     );
     assert_av_file(&same);
 
-    let streams = gw.shared().registry.snapshot();
+    let streams = gw.core().registry().snapshot();
     assert!(
         streams.iter().any(|(k, live, _)| k.app == "live"
             && k.instance == "room1"
@@ -241,7 +241,7 @@ fn reconnecting_publisher_takes_over_a_half_dead_stream_and_players_keep_playing
     std::thread::sleep(Duration::from_millis(1000));
     assert!(new.is_running(), "new publisher refused: {}", new.stderr());
     assert!(
-        wait_until(Duration::from_secs(5), || gw.shared().clients.len() == 2),
+        wait_until(Duration::from_secs(5), || gw.core().clients().len() == 2),
         "the half-dead publisher's connection should have been closed"
     );
     let status = player.finish(Duration::from_secs(40));

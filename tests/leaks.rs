@@ -227,6 +227,6 @@ fn publisher_killed_mid_stream_notifies_players_and_frees_the_stream() {
     });
     // Publisher and player gone: no client entry and no stream state remain.
     assert!(gateway::wait(Duration::from_secs(5), || {
-        gw.shared().clients.is_empty() && gw.shared().registry.stream_count() == 0
+        gw.core().clients().is_empty() && gw.core().registry().stream_count() == 0
     }));
 }

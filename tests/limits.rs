@@ -120,15 +120,15 @@ fn max_connections_closes_the_extra_connection_on_accept() {
     // A slot frees when a connection ends.
     held.pop();
     assert!(gateway::wait(Duration::from_secs(2), || g
-        .shared()
-        .clients
+        .core()
+        .clients()
         .len()
         == 2));
     let mut again = Raw::connected(g.addr);
     assert!(again.answers_call(3, &[]));
     assert!(
-        g.shared()
-            .stats
+        g.core()
+            .counters()
             .rejected_over_limit
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 1
@@ -172,16 +172,16 @@ fn max_connections_per_ip_limits_one_address_and_not_the_others() {
     // Closing one frees its address's slot.
     drop(a.pop());
     assert!(gateway::wait(Duration::from_secs(2), || g
-        .shared()
-        .clients
+        .core()
+        .clients()
         .len()
         == 3));
     let mut again = Raw::handshake_on(raw_from("127.0.0.2", g.addr));
     again.connect();
     assert!(again.answers_call(3, &[]));
     assert_eq!(
-        g.shared()
-            .stats
+        g.core()
+            .counters()
             .rejected_over_ip_limit
             .load(std::sync::atomic::Ordering::Relaxed),
         1

@@ -18,7 +18,7 @@ use gateway::Gateway;
 use raw::Raw;
 use serde_json::Value;
 use wasmgate::config::Config;
-use wasmgate::reload::ConfigSource;
+use wasmgate::gateway::ConfigSource;
 
 /// One HTTP/1.1 exchange with the admin listener: (status, body). `None` when the server
 /// closed without answering (the allowlist does that).
@@ -312,8 +312,9 @@ fn in_process_with_file(path: &Path) -> Gateway {
     overrides(&mut c);
     let gw = Gateway::start_with(c);
     let p = path.to_path_buf();
-    gw.shared()
-        .set_config_source(ConfigSource::new(p.clone(), move || {
+    gw.server
+        .reloader
+        .set_source(ConfigSource::new(p.clone(), move || {
             let mut c = Config::from_file(&p)?;
             overrides(&mut c);
             c.validate()?;
@@ -342,7 +343,7 @@ fn per_ip_limit_allowlist_and_token_file_change_live() {
 
     std::fs::write(&path, text(1, "127.0.0.0/8")).unwrap();
     std::fs::write(&token_file, "second\n").unwrap();
-    let report = gw.shared().reload_config().expect("valid config reloads");
+    let report = gw.server.reloader.reload().expect("valid config reloads");
     assert_eq!(
         report.applied,
         ["admin.token_file", "rtmp.max_connections_per_ip"]
@@ -372,7 +373,7 @@ fn per_ip_limit_allowlist_and_token_file_change_live() {
     // An unreadable token file refuses the whole reload: the per-IP limit stays 1.
     std::fs::write(&path, text(10, "127.0.0.0/8")).unwrap();
     std::fs::remove_file(&token_file).unwrap();
-    let e = gw.shared().reload_config().unwrap_err().to_string();
+    let e = gw.server.reloader.reload().unwrap_err().to_string();
     assert!(e.contains("admin.token_file"), "{e}");
     assert!(
         Raw::tcp(gw.addr)
@@ -389,7 +390,7 @@ fn per_ip_limit_allowlist_and_token_file_change_live() {
     // Loopback leaves the allowlist: the admin listener closes on accept from now on.
     std::fs::write(&token_file, "second\n").unwrap();
     std::fs::write(&path, text(10, "192.0.2.0/24")).unwrap();
-    let report = gw.shared().reload_config().unwrap();
+    let report = gw.server.reloader.reload().unwrap();
     assert_eq!(
         report.applied,
         ["admin.allow", "rtmp.max_connections_per_ip"]
@@ -425,7 +426,7 @@ fn tls_turned_on_by_a_reload() {
     let path = dir.path().join("gw.toml");
     std::fs::write(&path, "").unwrap();
     let gw = in_process_with_file(&path);
-    assert!(gw.shared().tls.acceptor().is_none());
+    assert!(gw.server.tls.acceptor().is_none());
 
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
         .expect("rcgen");
@@ -438,7 +439,7 @@ fn tls_turned_on_by_a_reload() {
         key.display()
     );
     std::fs::write(&path, &tls).unwrap();
-    let report = gw.shared().reload_config().unwrap();
+    let report = gw.server.reloader.reload().unwrap();
     assert_eq!(report.applied, ["tls.cert", "tls.key"]);
     assert!(report.tls_reloaded);
     let url = format!("rtmps://{}/live/tls", gw.addr);
@@ -454,17 +455,17 @@ fn tls_turned_on_by_a_reload() {
     // other change in the same file is not applied either.
     std::fs::write(&cert, "not a certificate").unwrap();
     std::fs::write(&path, format!("{tls}[rtmp]\nmax_connections = 3\n")).unwrap();
-    let e = gw.shared().reload_config().unwrap_err().to_string();
+    let e = gw.server.reloader.reload().unwrap_err().to_string();
     assert!(e.contains("cert.pem"), "{e}");
-    assert!(gw.shared().tls.acceptor().is_some());
-    assert_eq!(gw.shared().config().rtmp.max_connections, 10_000);
+    assert!(gw.server.tls.acceptor().is_some());
+    assert_eq!(gw.core().config().rtmp.max_connections, 10_000);
 }
 
 /// `log_level` is live in the binary: connection logs appear once a reload lowers the filter
 /// from `warn` to `info` (RUST_LOG unset, so the file decides).
 #[test]
 fn sighup_changes_the_log_filter() {
-    let quiet = "log_level = \"warn,wasmgate::admin=info,wasmgate::reload=info\"\n";
+    let quiet = "log_level = \"warn,wasmgate::admin=info,wasmgate::gateway::reload=info\"\n";
     let gw = Bin::start_logging(quiet, None);
     let mut c = Raw::connected(gw.rtmp);
     assert!(c.answers_call(3, &[]));
@@ -506,7 +507,7 @@ fn rtmpt_session_limit_changes_live() {
     let id = id.trim().to_string();
 
     std::fs::write(&path, "[http]\nmax_sessions_per_ip = 1\n").unwrap();
-    let report = gw.shared().reload_config().unwrap();
+    let report = gw.server.reloader.reload().unwrap();
     assert_eq!(report.applied, ["http.max_sessions_per_ip"]);
     let (status, body) = http(gw.addr, "POST", "/open/1", None).unwrap();
     assert_eq!(status, 503, "{body}");

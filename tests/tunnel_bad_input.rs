@@ -108,7 +108,7 @@ fn bad_requests_get_clean_errors_and_a_tunnel_player_keeps_playing() {
     let gw = Gateway::start();
     let dir = tempfile::tempdir().unwrap();
     let http = gw.http_addr();
-    let tunnel = gw.shared().tunnel.clone();
+    let tunnel = gw.server.tunnel.clone();
     let _publisher = ffmpeg_publish(&gw.url("live/bad"), &fixture_flv_long());
     let out = dir.path().join("player.flv");
     let mut player = ffmpeg_play(&format!("rtmpt://{http}/live/bad"), &out, 4.0);
@@ -262,7 +262,7 @@ fn session_limits_ident_and_idle_expiry() {
     config.http.ident = Some("wasmgate-test".into());
     config.http.max_body_bytes = 4096;
     let gw = Gateway::start_with(config);
-    let tunnel = gw.shared().tunnel.clone();
+    let tunnel = gw.server.tunnel.clone();
     let mut c = Client::connect(gw.http_addr());
     let r = c.request("POST", "/fcs/ident2", b"\0");
     assert_eq!((r.status, r.body.as_slice()), (200, &b"wasmgate-test"[..]));
@@ -295,8 +295,8 @@ fn session_limits_ident_and_idle_expiry() {
         404
     );
     assert!(wait_until(Duration::from_secs(5), || gw
-        .shared()
-        .clients
+        .core()
+        .clients()
         .is_empty()));
     c.open();
 }
@@ -348,8 +348,8 @@ fn silent_http_connections_are_closed_after_the_handshake_timeout() {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(h.read_response().is_none() || h.read_response().is_none());
     assert!(wait_until(Duration::from_secs(5), || gw
-        .shared()
-        .stats
+        .core()
+        .counters()
         .connections
         .load(std::sync::atomic::Ordering::Relaxed)
         <= 1));
@@ -420,7 +420,7 @@ fn calls_work_through_the_tunnel_with_the_projects_own_client() {
         Some("NetConnection.Connect.Success")
     );
     assert_eq!(
-        gw.shared().clients.list()[0].transport,
+        gw.core().clients().list()[0].transport,
         "rtmpt",
         "the tunnel session is a client like any other"
     );

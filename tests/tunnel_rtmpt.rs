@@ -11,8 +11,8 @@ use gateway::Gateway;
 
 fn transports(gw: &Gateway) -> Vec<&'static str> {
     let mut t: Vec<_> = gw
-        .shared()
-        .clients
+        .core()
+        .clients()
         .list()
         .iter()
         .map(|c| c.transport)
@@ -62,7 +62,7 @@ fn ffmpeg_publishes_rtmpt_on_the_rtmp_port_and_ffmpeg_and_rtmpdump_play_rtmpt_fr
         publisher.stderr()
     );
     // ffmpeg's player closed its tunnel with /close: the session table shrinks.
-    let tunnel = &gw.shared().tunnel;
+    let tunnel = &gw.server.tunnel;
     assert!(wait_until(Duration::from_secs(10), || tunnel
         .session_count()
         <= 2));

@@ -49,8 +49,8 @@ fn admin_post(addr: std::net::SocketAddr, path: &str) -> String {
 
 fn transports(gw: &Gateway) -> Vec<&'static str> {
     let mut t: Vec<_> = gw
-        .shared()
-        .clients
+        .core()
+        .clients()
         .list()
         .iter()
         .map(|c| c.transport)
@@ -108,7 +108,7 @@ fn rtmps_publish_and_rtmps_rtmpts_players_on_both_ports_survive_a_certificate_re
     );
     // A new certificate mid-stream: running sessions keep going, new ones get the new one.
     write_cert(dir.path());
-    gw.shared().reload_tls().expect("reload");
+    gw.server.tls.reload().expect("reload");
     // The same through the admin API.
     let answer = admin_post(gw.admin_addr(), "/api/v1/tls/reload");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");

@@ -1,7 +1,6 @@
 //! Request routing and handlers of the admin listener: `/api/v1/*` JSON, `/metrics`, and the
 //! dashboard at `/`. Every error is a JSON object `{"error": "..."}` with a fitting status.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
@@ -14,11 +13,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::AdminState;
 use super::allow::{bearer_matches, effective_client};
+use super::apps::AppError;
 use super::apps::rfc3339;
+use super::state::AdminState;
+use crate::gateway::OPERATOR_KICK;
 use crate::media::StreamKey;
-use crate::metrics::TRANSPORTS;
 
 type Resp = Response<Full<Bytes>>;
 
@@ -43,7 +43,7 @@ async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) ->
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok());
     // One snapshot per request: a reload in between never mixes old and new rules.
-    let auth = state.shared.admin_auth();
+    let auth = state.auth.get();
     let client = match effective_client(peer.ip(), forwarded, &auth.trusted) {
         Some(ip) if auth.allow.contains(ip) => ip,
         other => {
@@ -127,7 +127,7 @@ async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) ->
             Err(e) => app_error(e),
         },
         // Re-reads the RTMPS/RTMPTS certificate and key, like SIGHUP; live sessions stay.
-        (Method::POST, ["tls", "reload"]) => match state.shared.reload_tls() {
+        (Method::POST, ["tls", "reload"]) => match state.tls.reload() {
             Ok(()) => {
                 info!("TLS certificate reloaded by operator");
                 ok(json!({ "reloaded": true }))
@@ -140,8 +140,8 @@ async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) ->
         // Re-reads the config file like SIGHUP: 200 with what was applied and what needs a
         // restart, 400 (nothing applied) when the new file is invalid.
         (Method::POST, ["config", "reload"]) => {
-            let shared = state.shared.clone();
-            match tokio::task::spawn_blocking(move || shared.reload_config()).await {
+            let reloader = state.reloader.clone();
+            match tokio::task::spawn_blocking(move || reloader.reload()).await {
                 Ok(Ok(report)) => {
                     info!("configuration reloaded by operator");
                     ok(json!(report))
@@ -181,41 +181,35 @@ async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) ->
 }
 
 fn server(state: &AdminState) -> Value {
-    let sh = &state.shared;
-    let mut by_transport: BTreeMap<&str, usize> = TRANSPORTS.iter().map(|t| (*t, 0)).collect();
-    let clients = sh.clients.list();
-    for c in &clients {
-        *by_transport.entry(c.transport).or_default() += 1;
-    }
-    let streams = sh.registry.stats();
+    let s = state.core.stats();
     json!({
         "name": "wasmgate",
         "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": sh.started_at.elapsed().as_secs(),
-        "started_at": rfc3339(SystemTime::now() - sh.started_at.elapsed()),
+        "uptime_secs": s.uptime.as_secs(),
+        "started_at": rfc3339(SystemTime::now() - s.uptime),
         "connections": {
-            "current": clients.len(),
-            "total": sh.stats.connections_total.load(Ordering::Relaxed),
-            "rejected_over_limit": sh.stats.rejected_over_limit.load(Ordering::Relaxed),
-            "by_transport": by_transport,
+            "current": s.clients,
+            "total": s.connections_total,
+            "rejected_over_limit": s.rejected_over_limit,
+            "by_transport": s.by_transport,
         },
-        "bytes_in": sh.stats.bytes_in.load(Ordering::Relaxed),
-        "bytes_out": sh.stats.bytes_out.load(Ordering::Relaxed),
+        "bytes_in": s.bytes_in,
+        "bytes_out": s.bytes_out,
         "bandwidth": {
             "in_bps": state.bandwidth.in_bps.load(Ordering::Relaxed),
             "out_bps": state.bandwidth.out_bps.load(Ordering::Relaxed),
         },
-        "streams": streams.len(),
-        "publishing": streams.iter().filter(|s| s.publisher.is_some()).count(),
-        "players": streams.iter().map(|s| s.players).sum::<usize>(),
+        "streams": s.streams,
+        "publishing": s.publishing,
+        "players": s.players,
         "listeners": {
-            "rtmp": sh.config().rtmp.listen,
+            "rtmp": state.core.config().rtmp.listen,
         },
     })
 }
 
 fn config(state: &AdminState) -> Value {
-    let mut v = serde_json::to_value(&*state.shared.config()).unwrap_or(Value::Null);
+    let mut v = serde_json::to_value(&*state.core.config()).unwrap_or(Value::Null);
     // Secrets never leave the process; say that one is set, not what it is.
     if let Some(admin) = v.get_mut("admin").and_then(Value::as_object_mut)
         && admin.get("token").is_some_and(|t| !t.is_null())
@@ -228,8 +222,8 @@ fn config(state: &AdminState) -> Value {
 fn clients(state: &AdminState, only: Option<u64>) -> Value {
     let now = SystemTime::now();
     let list = match only {
-        Some(id) => state.shared.clients.get(id).into_iter().collect(),
-        None => state.shared.clients.list(),
+        Some(id) => state.core.clients().get(id).into_iter().collect(),
+        None => state.core.clients().list(),
     };
     Value::Array(
         list.iter()
@@ -253,23 +247,28 @@ fn clients(state: &AdminState, only: Option<u64>) -> Value {
 }
 
 async fn kick(state: &AdminState, id: u64) -> Resp {
-    if !state.shared.clients.kick(id) {
+    if !state.core.kick(id, OPERATOR_KICK) {
         return no_client(id);
     }
     info!(client = id, "client kicked by operator");
+    let closed = wait_gone(state, id).await;
+    ok(json!({ "kicked": id, "closed": closed }))
+}
+
+/// Waits up to [`KICK_WAIT`] for client `id` to leave the table; true when it did.
+async fn wait_gone(state: &AdminState, id: u64) -> bool {
     let deadline = Instant::now() + KICK_WAIT;
-    while state.shared.clients.get(id).is_some() && Instant::now() < deadline {
+    while state.core.clients().get(id).is_some() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let closed = state.shared.clients.get(id).is_none();
-    ok(json!({ "kicked": id, "closed": closed }))
+    state.core.clients().get(id).is_none()
 }
 
 fn streams(state: &AdminState) -> Value {
     Value::Array(
         state
-            .shared
-            .registry
+            .core
+            .registry()
             .stats()
             .into_iter()
             .map(|s| {
@@ -292,29 +291,30 @@ fn streams(state: &AdminState) -> Value {
     )
 }
 
-/// Ends a stream by kicking its publisher; its players get `Play.UnpublishNotify`.
+/// Ends a stream by stopping its source (an RTMP publisher is kicked); its players get
+/// `Play.UnpublishNotify`.
 async fn delete_stream(state: &AdminState, app: &str, instance: &str, name: &str) -> Resp {
     let key = StreamKey {
         app: app.into(),
         instance: instance.into(),
         name: name.into(),
     };
-    let Some(publisher) = state.shared.registry.publisher_of(&key) else {
+    let Some(publisher) = state.core.stop_stream(&key, OPERATOR_KICK) else {
         return error(
             StatusCode::NOT_FOUND,
             &format!("no live stream {key} (nobody publishes it)"),
         );
     };
     info!(stream = %key, publisher, "stream stopped by operator");
-    let mut r = kick(state, publisher).await;
-    if r.status() == StatusCode::OK {
-        r = ok(json!({ "stopped": key.to_string(), "publisher": publisher }));
-    }
-    r
+    wait_gone(state, publisher).await;
+    ok(json!({ "stopped": key.to_string(), "publisher": publisher }))
 }
 
 fn metrics(state: &AdminState) -> Resp {
-    crate::metrics::refresh_from(&state.shared);
+    super::metrics::refresh(&state.core.stats());
+    for export in &state.on_scrape {
+        export();
+    }
     let body = state.prometheus.render();
     let mut r = Response::new(Full::new(Bytes::from(body)));
     r.headers_mut().insert(
@@ -324,7 +324,7 @@ fn metrics(state: &AdminState) -> Resp {
     r
 }
 
-fn app_error(e: super::AppError) -> Resp {
+fn app_error(e: AppError) -> Resp {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     error(status, &e.to_string())
 }

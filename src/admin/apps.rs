@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::server::Shared;
+use crate::gateway::Core;
 
 /// One instance (`app/instance`) of an application.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -71,19 +71,19 @@ pub trait AppHost: Send + Sync {
 
 /// The built-in live app: every app name clients connect to, with no module behind it.
 pub struct BuiltinApps {
-    shared: Arc<Shared>,
+    core: Arc<Core>,
 }
 
 impl BuiltinApps {
-    pub fn new(shared: Arc<Shared>) -> BuiltinApps {
-        BuiltinApps { shared }
+    pub fn new(core: Arc<Core>) -> BuiltinApps {
+        BuiltinApps { core }
     }
 }
 
 impl AppHost for BuiltinApps {
     fn list(&self) -> Vec<AppInfo> {
         let mut apps: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
-        for c in self.shared.clients.list() {
+        for c in self.core.clients().list() {
             if let Some((app, instance)) = c.app() {
                 *apps.entry(app).or_default().entry(instance).or_default() += 1;
             }
@@ -153,22 +153,22 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// traps, reload/unload through [`crate::apps::AppManager`]) and, for every other app name
 /// clients use, the built-in live app.
 pub struct GatewayApps {
-    shared: Arc<Shared>,
+    core: Arc<Core>,
     builtin: BuiltinApps,
 }
 
 impl GatewayApps {
-    pub fn new(shared: Arc<Shared>) -> GatewayApps {
+    pub fn new(core: Arc<Core>) -> GatewayApps {
         GatewayApps {
-            builtin: BuiltinApps::new(shared.clone()),
-            shared,
+            builtin: BuiltinApps::new(core.clone()),
+            core,
         }
     }
 
     fn wasm_info(&self, a: crate::apps::AppInfo) -> AppInfo {
         let mut counts: BTreeMap<String, usize> =
             a.instances.iter().map(|i| (i.clone(), 0)).collect();
-        for c in self.shared.clients.list() {
+        for c in self.core.clients().list() {
             if let Some((app, instance)) = c.app()
                 && app == a.name
             {
@@ -193,8 +193,8 @@ impl GatewayApps {
 impl AppHost for GatewayApps {
     fn list(&self) -> Vec<AppInfo> {
         let wasm: Vec<AppInfo> = self
-            .shared
-            .apps
+            .core
+            .apps()
             .list()
             .into_iter()
             .map(|a| self.wasm_info(a))
@@ -211,8 +211,8 @@ impl AppHost for GatewayApps {
     }
 
     fn reload(&self, name: &str) -> Result<AppInfo, AppError> {
-        let known = self.shared.apps.list().iter().any(|a| a.name == name);
-        match self.shared.apps.reload_blocking(name) {
+        let known = self.core.apps().list().iter().any(|a| a.name == name);
+        match self.core.apps().reload_blocking(name) {
             Ok(info) => Ok(self.wasm_info(info)),
             // A folder that was never loaded and does not load now is "not found" unless
             // clients use it as a live app.
@@ -225,7 +225,7 @@ impl AppHost for GatewayApps {
     }
 
     fn unload(&self, name: &str) -> Result<(), AppError> {
-        if self.shared.apps.unload(name) {
+        if self.core.apps().unload(name) {
             Ok(())
         } else {
             self.builtin.unload(name)

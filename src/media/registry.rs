@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::broadcast;
 
 use super::codec::{FrameInfo, audio_codec_name, inspect_audio, inspect_video, video_codec_name};
+use super::source::StreamSource;
 use crate::rtmp::chunk::{MessageHeader, encode_standalone};
 use crate::rtmp::session::{MediaKind, csid};
 
@@ -136,8 +137,8 @@ struct Stream {
 
 #[derive(Default)]
 struct StreamState {
-    /// Connection id of the current publisher.
-    publisher: Option<u64>,
+    /// The current publisher (an RTMP connection today).
+    publisher: Option<Arc<dyn StreamSource>>,
     /// Bumped by every publish, so a displaced publisher's handle knows it no longer owns
     /// the stream.
     publisher_epoch: u64,
@@ -316,7 +317,7 @@ impl Registry {
                 let (bitrate_bps, fps) = st.rate.current(now);
                 StreamStats {
                     key: s.key.clone(),
-                    publisher: st.publisher,
+                    publisher: st.publisher.as_ref().map(|p| p.id()),
                     players: st.players,
                     video_codec: st.video_codec,
                     audio_codec: st.audio_codec,
@@ -330,24 +331,25 @@ impl Registry {
         v
     }
 
-    /// Connection id publishing `key`, if any.
-    pub fn publisher_of(&self, key: &StreamKey) -> Option<u64> {
+    /// The source publishing `key`, if any.
+    pub fn publisher_of(&self, key: &StreamKey) -> Option<Arc<dyn StreamSource>> {
         let stream = lock(&self.streams).get(key).cloned()?;
-        lock(&stream.state).publisher
+        lock(&stream.state).publisher.clone()
     }
 
-    /// Claims the publisher slot of `key`. With a takeover the displaced publisher's
-    /// connection id comes back too, so the caller can close that connection; players stay
-    /// attached and continue on the new publisher's keyframe.
+    /// Claims the publisher slot of `key` for `source`. With a takeover the displaced source
+    /// comes back too, so the caller can stop it; players stay attached and continue on the
+    /// new publisher's keyframe.
+    #[allow(clippy::type_complexity)]
     pub fn publish(
         self: &Arc<Self>,
         key: StreamKey,
-        conn_id: u64,
-    ) -> Result<(Publisher, Option<u64>), PublishError> {
+        source: Arc<dyn StreamSource>,
+    ) -> Result<(Publisher, Option<Arc<dyn StreamSource>>), PublishError> {
         let stream = self.entry(&key);
         let (epoch, displaced) = {
             let mut st = lock(&stream.state);
-            let displaced = st.publisher;
+            let displaced = st.publisher.take();
             if displaced.is_some() {
                 let idle_for = st.last_ingest.map(|t| t.elapsed());
                 let cfg = self.config();
@@ -357,6 +359,7 @@ impl Registry {
                     TakeoverPolicy::Idle => idle_for.is_some_and(|d| d >= cfg.takeover_idle),
                 };
                 if !allowed {
+                    st.publisher = displaced;
                     drop(st);
                     self.collect(&stream);
                     return Err(PublishError::InUse(key.to_string()));
@@ -364,7 +367,7 @@ impl Registry {
                 // The old publisher's codecs may differ: late players must not get its headers.
                 st.clear_caches();
             }
-            st.publisher = Some(conn_id);
+            st.publisher = Some(source);
             st.publisher_epoch += 1;
             // A new publisher counts as active from the moment it publishes.
             st.last_ingest = Some(std::time::Instant::now());
@@ -650,6 +653,23 @@ fn is_metadata(payload: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// A source that only has an id (the registry never calls `stop` itself).
+    struct TestSource(u64);
+
+    impl StreamSource for TestSource {
+        fn id(&self) -> u64 {
+            self.0
+        }
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        fn stop(&self, _reason: &str) {}
+    }
+
+    fn src(id: u64) -> Arc<dyn StreamSource> {
+        Arc::new(TestSource(id))
+    }
+
     fn key(n: &str) -> StreamKey {
         StreamKey {
             app: "live".into(),
@@ -665,14 +685,14 @@ mod tests {
     #[test]
     fn second_publisher_is_refused_and_slot_frees() {
         let reg = Registry::new(MediaConfig::default());
-        let p = reg.publish(key("a"), 1).unwrap().0;
+        let p = reg.publish(key("a"), src(1)).unwrap().0;
         assert!(matches!(
-            reg.publish(key("a"), 2),
+            reg.publish(key("a"), src(2)),
             Err(PublishError::InUse(_))
         ));
         drop(p);
         assert_eq!(reg.stream_count(), 0);
-        let _p = reg.publish(key("a"), 2).unwrap().0;
+        let _p = reg.publish(key("a"), src(2)).unwrap().0;
     }
 
     #[test]
@@ -682,22 +702,22 @@ mod tests {
             ..MediaConfig::default()
         };
         let reg = Registry::new(cfg.clone());
-        let _p = reg.publish(key("r"), 1).unwrap().0;
-        assert!(reg.publish(key("r"), 2).is_err());
+        let _p = reg.publish(key("r"), src(1)).unwrap().0;
+        assert!(reg.publish(key("r"), src(2)).is_err());
 
         cfg.takeover = TakeoverPolicy::Idle;
         cfg.takeover_idle = std::time::Duration::from_millis(50);
         let reg = Registry::new(cfg.clone());
         let mut sub = reg.play(key("i"));
-        let mut old = reg.publish(key("i"), 1).unwrap().0;
+        let mut old = reg.publish(key("i"), src(1)).unwrap().0;
         assert!(old.push(MediaKind::Video, 9, 0, video(true)));
         assert!(
-            reg.publish(key("i"), 2).is_err(),
+            reg.publish(key("i"), src(2)).is_err(),
             "an active publisher keeps its stream"
         );
         std::thread::sleep(std::time::Duration::from_millis(80));
-        let (mut new, displaced) = reg.publish(key("i"), 2).unwrap();
-        assert_eq!(displaced, Some(1));
+        let (mut new, displaced) = reg.publish(key("i"), src(2)).unwrap();
+        assert_eq!(displaced.map(|s| s.id()), Some(1));
         assert!(
             !old.push(MediaKind::Video, 9, 40, video(false)),
             "displaced publisher is refused"
@@ -717,8 +737,11 @@ mod tests {
 
         cfg.takeover = TakeoverPolicy::Always;
         let reg = Registry::new(cfg);
-        let _old = reg.publish(key("a"), 1).unwrap().0;
-        assert_eq!(reg.publish(key("a"), 2).unwrap().1, Some(1));
+        let _old = reg.publish(key("a"), src(1)).unwrap().0;
+        assert_eq!(
+            reg.publish(key("a"), src(2)).unwrap().1.map(|s| s.id()),
+            Some(1)
+        );
     }
 
     /// AVC and AAC sequence headers at timestamp 0.
@@ -740,7 +763,7 @@ mod tests {
     #[test]
     fn late_player_gets_headers_and_gop_from_keyframe() {
         let reg = Registry::new(MediaConfig::default());
-        let mut p = reg.publish(key("a"), 1).unwrap().0;
+        let mut p = reg.publish(key("a"), src(1)).unwrap().0;
         push_headers(&mut p);
         p.push(MediaKind::Video, 9, 0, video(true));
         p.push(MediaKind::Video, 9, 40, video(false));
@@ -768,7 +791,7 @@ mod tests {
         let reg = Registry::new(MediaConfig::default());
         let mut sub = reg.play(key("w"));
         assert!(!sub.live);
-        let p = reg.publish(key("w"), 1).unwrap().0;
+        let p = reg.publish(key("w"), src(1)).unwrap().0;
         assert!(matches!(sub.rx.try_recv(), Ok(MediaItem::Published)));
         drop(p);
         assert!(matches!(sub.rx.try_recv(), Ok(MediaItem::Unpublished)));
@@ -781,14 +804,14 @@ mod tests {
     fn timeline_continues_across_publishers_and_is_monotonic() {
         let reg = Registry::new(MediaConfig::default());
         let mut sub = reg.play(key("t"));
-        let mut p = reg.publish(key("t"), 1).unwrap().0;
+        let mut p = reg.publish(key("t"), src(1)).unwrap().0;
         p.push(MediaKind::Video, 9, 5000, video(true));
         p.push(MediaKind::Video, 9, 5040, video(false));
         // clock reset inside one publisher
         p.push(MediaKind::Video, 9, 0, video(false));
         p.push(MediaKind::Video, 9, 40, video(false));
         drop(p);
-        let mut p = reg.publish(key("t"), 2).unwrap().0;
+        let mut p = reg.publish(key("t"), src(2)).unwrap().0;
         p.push(MediaKind::Video, 9, 0, video(true));
         let mut last = 0;
         while let Ok(item) = sub.rx.try_recv() {
@@ -807,7 +830,7 @@ mod tests {
             ..MediaConfig::default()
         };
         let reg = Registry::new(cfg);
-        let mut p = reg.publish(key("g"), 1).unwrap().0;
+        let mut p = reg.publish(key("g"), src(1)).unwrap().0;
         p.push(MediaKind::Video, 9, 0, video(true));
         for i in 1..10 {
             p.push(MediaKind::Video, 9, i * 40, video(false));
@@ -820,7 +843,7 @@ mod tests {
     #[test]
     fn stats_report_publisher_players_codecs_and_rates() {
         let reg = Registry::new(MediaConfig::default());
-        let mut p = reg.publish(key("s"), 7).unwrap().0;
+        let mut p = reg.publish(key("s"), src(7)).unwrap().0;
         let _sub = reg.play(key("s"));
         push_headers(&mut p);
         // Two windows' worth of 25 fps video of 1000-byte frames, pushed at a fake pace by
@@ -838,9 +861,9 @@ mod tests {
         assert!(s.fps > 20.0 && s.fps <= 26.5, "{s:?}");
         assert!(s.bitrate_bps > 150_000, "{s:?}");
         assert_eq!(reg.messages_in(), 28);
-        assert_eq!(reg.publisher_of(&key("s")), Some(7));
+        assert_eq!(reg.publisher_of(&key("s")).map(|s| s.id()), Some(7));
         drop(p);
-        assert_eq!(reg.publisher_of(&key("s")), None);
+        assert!(reg.publisher_of(&key("s")).is_none());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Protocol sniffing on accepted sockets: the first byte tells RTMP (0x03; 0x06 RTMPE is refused
 //! by the session) from RTMPT (an HTTP method's letter) from TLS (0x16), and inside TLS again.
+//! Each is then only a transport: its bytes go to the connection driver or the tunnel.
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,8 +14,25 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::{Instrument, info, info_span};
 
-use super::{Listener, Shared, conn};
-use crate::tunnel;
+use crate::driver;
+use crate::gateway::Core;
+use crate::tls::TlsState;
+use crate::tunnel::{self, Tunnel};
+
+/// What a listener serves: the RTMP port sniffs every protocol, an HTTP port only RTMPT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Listener {
+    Rtmp,
+    Http,
+}
+
+/// What a sniffed connection may be handed to.
+#[derive(Clone)]
+pub(crate) struct Endpoints {
+    pub core: Arc<Core>,
+    pub tunnel: Arc<Tunnel>,
+    pub tls: Arc<TlsState>,
+}
 
 /// What the first byte of a stream says it speaks.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -35,13 +53,8 @@ fn classify(first: u8) -> Proto {
 }
 
 /// Serves one accepted socket with whatever protocol it speaks.
-pub(super) async fn dispatch(
-    sock: TcpStream,
-    peer: SocketAddr,
-    kind: Listener,
-    shared: Arc<Shared>,
-) {
-    let wait = Duration::from_secs(shared.config().rtmp.handshake_timeout_secs);
+pub(super) async fn dispatch(sock: TcpStream, peer: SocketAddr, kind: Listener, to: Endpoints) {
+    let wait = Duration::from_secs(to.core.config().rtmp.handshake_timeout_secs);
     let mut first = [0u8; 1];
     let span = info_span!("accept", %peer);
     let proto = match tokio::time::timeout(wait, sock.peek(&mut first)).await {
@@ -57,10 +70,12 @@ pub(super) async fn dispatch(
         }
     };
     match (proto, kind) {
-        (Proto::Rtmp, Listener::Rtmp) => conn::serve(sock, peer, "rtmp", shared).await,
-        (Proto::Http, _) => tunnel::serve_http(QuickAck(sock), peer, "rtmpt", shared).await,
+        (Proto::Rtmp, Listener::Rtmp) => driver::serve(sock, peer, "rtmp", to.core).await,
+        (Proto::Http, _) => {
+            tunnel::serve_http(QuickAck(sock), peer, "rtmpt", to.tunnel, to.core).await
+        }
         (Proto::Tls, _) => {
-            serve_tls(QuickAck(sock), peer, kind, shared, wait)
+            serve_tls(QuickAck(sock), peer, kind, to, wait)
                 .instrument(span)
                 .await
         }
@@ -77,10 +92,10 @@ async fn serve_tls(
     sock: QuickAck,
     peer: SocketAddr,
     kind: Listener,
-    shared: Arc<Shared>,
+    to: Endpoints,
     wait: Duration,
 ) {
-    let Some(acceptor) = shared.tls.acceptor() else {
+    let Some(acceptor) = to.tls.acceptor() else {
         info!(
             "TLS ClientHello received but no certificate is configured (--tls-cert/--tls-key); closing"
         );
@@ -118,8 +133,8 @@ async fn serve_tls(
         inner: tls,
     };
     match (proto, kind) {
-        (Proto::Http, _) => tunnel::serve_http(io, peer, "rtmpts", shared).await,
-        (Proto::Rtmp, Listener::Rtmp) => conn::serve(io, peer, "rtmps", shared).await,
+        (Proto::Http, _) => tunnel::serve_http(io, peer, "rtmpts", to.tunnel, to.core).await,
+        (Proto::Rtmp, Listener::Rtmp) => driver::serve(io, peer, "rtmps", to.core).await,
         (Proto::Tls, _) | (Proto::Rtmp, Listener::Http) => {
             info!("TLS payload is neither RTMP nor HTTP; closing")
         }

@@ -1,5 +1,6 @@
 //! RTMPT: RTMP tunnelled over HTTP POSTs (`/open`, `/send`, `/idle`, `/close`), served with
-//! hyper. Each tunnel session feeds a byte pipe into the same connection driver as raw TCP.
+//! hyper. Each tunnel session feeds a byte pipe into the same connection driver as raw TCP
+//! ([`crate::driver::serve`]); the tunnel is a transport, not a second server.
 //!
 //! Every decision is made by the sans-IO core in [`request`] (also driven by the `rtmpt` fuzz
 //! target); this file adds only what needs a runtime: reading bodies, waiting for a sequence
@@ -27,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tracing::{Instrument, debug, info, info_span, trace};
 
 use crate::config::HttpSection;
-use crate::server::{Shared, conn};
+use crate::gateway::{Core, Prepared, ReloadHook};
 use request::{Cmd, Env, Pulled, Route, Step, Ticket, TunnelState};
 pub use request::{Refusal, ReqError, TunnelStats};
 use session::PipeError;
@@ -72,6 +73,24 @@ impl Tunnel {
     /// Counters for `/metrics` and tests.
     pub fn stats(&self) -> TunnelStats {
         self.lock().stats()
+    }
+
+    /// Copies this tunnel's counters into the metrics recorder (the admin view calls it when
+    /// `/metrics` is scraped).
+    pub fn export_metrics(&self) {
+        use crate::metrics::*;
+        use ::metrics::{counter, gauge};
+        let t = self.stats();
+        gauge!(TUNNEL_SESSIONS).set(t.sessions as f64);
+        counter!(TUNNEL_SESSIONS_OPENED).absolute(t.opened);
+        counter!(TUNNEL_SESSIONS_CLOSED).absolute(t.closed);
+        counter!(TUNNEL_SESSIONS_EXPIRED).absolute(t.expired);
+        counter!(TUNNEL_REQUESTS).absolute(t.requests);
+        counter!(TUNNEL_BYTES_IN).absolute(t.bytes_in);
+        counter!(TUNNEL_BYTES_OUT).absolute(t.bytes_out);
+        for reason in Refusal::ALL {
+            counter!(TUNNEL_ERRORS, "reason" => reason.label()).absolute(t.refused(reason));
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, TunnelState<DuplexStream>> {
@@ -191,7 +210,7 @@ impl Drop for InFlight<'_> {
 struct ServerEnv<'a> {
     peer: SocketAddr,
     transport: &'static str,
-    shared: &'a Arc<Shared>,
+    core: &'a Arc<Core>,
 }
 
 impl Env for ServerEnv<'_> {
@@ -202,13 +221,13 @@ impl Env for ServerEnv<'_> {
     }
 
     fn open_pipe(&mut self) -> DuplexStream {
-        let (near, far) = tokio::io::duplex(self.shared.config().http.session_buffer_bytes);
+        let (near, far) = tokio::io::duplex(self.core.config().http.session_buffer_bytes);
         info!(peer = %self.peer, transport = self.transport, "RTMPT session starting");
-        tokio::spawn(conn::serve(
+        tokio::spawn(crate::driver::serve(
             far,
             self.peer,
             self.transport,
-            self.shared.clone(),
+            self.core.clone(),
         ));
         near
     }
@@ -223,16 +242,22 @@ fn new_session_id() -> Option<String> {
 }
 
 /// Serves RTMPT requests on one accepted byte stream (plain or TLS) until the client leaves.
-/// `transport` labels the sessions this connection opens (`rtmpt` or `rtmpts`).
-pub async fn serve_http<S>(io: S, peer: SocketAddr, transport: &'static str, shared: Arc<Shared>)
-where
+/// `transport` labels the sessions this connection opens (`rtmpt` or `rtmpts`); each session's
+/// far end is served by the connection driver against `core`.
+pub async fn serve_http<S>(
+    io: S,
+    peer: SocketAddr,
+    transport: &'static str,
+    tunnel: Arc<Tunnel>,
+    core: Arc<Core>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let header_timeout = Duration::from_secs(shared.config().rtmp.handshake_timeout_secs);
+    let header_timeout = Duration::from_secs(core.config().rtmp.handshake_timeout_secs);
     let span = info_span!("http", %peer, transport);
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(req, peer, transport, &shared).await) }
+        let (tunnel, core) = (tunnel.clone(), core.clone());
+        async move { Ok::<_, Infallible>(handle(req, peer, transport, &tunnel, &core).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         // librtmp finds `Content-Length` with a case-sensitive search for "Content-".
@@ -257,9 +282,9 @@ async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
     transport: &'static str,
-    shared: &Arc<Shared>,
+    tunnel: &Tunnel,
+    core: &Arc<Core>,
 ) -> Response<Full<Bytes>> {
-    let tunnel = &shared.tunnel;
     let (head, body) = req.into_parts();
     let path = head.uri.path();
     let mut body_len = 0;
@@ -268,13 +293,13 @@ async fn handle(
         let route = tunnel
             .lock()
             .route(head.method.as_str(), path, content_length)?;
-        let body = read_body(body, shared).await?;
+        let body = read_body(body, core).await?;
         body_len = body.len();
-        let write_limit = Duration::from_secs(shared.config().rtmp.write_timeout_secs);
+        let write_limit = Duration::from_secs(core.config().rtmp.write_timeout_secs);
         let mut env = ServerEnv {
             peer,
             transport,
-            shared,
+            core,
         };
         tunnel.run(route, &body, &mut env, write_limit).await
     }
@@ -292,9 +317,10 @@ async fn handle(
 
 /// The whole body, refused above `http.max_body_bytes` or when it does not arrive within the
 /// handshake timeout.
-async fn read_body(body: Incoming, shared: &Shared) -> Result<Bytes, ReqError> {
-    let max = shared.config().http.max_body_bytes;
-    let body_timeout = Duration::from_secs(shared.config().rtmp.handshake_timeout_secs);
+async fn read_body(body: Incoming, core: &Core) -> Result<Bytes, ReqError> {
+    let config = core.config();
+    let max = config.http.max_body_bytes;
+    let body_timeout = Duration::from_secs(config.rtmp.handshake_timeout_secs);
     match tokio::time::timeout(body_timeout, Limited::new(body, max).collect()).await {
         Err(_) => Err(ReqError::Body(format!(
             "not complete within {body_timeout:?}"
@@ -327,6 +353,20 @@ fn error_response(e: &ReqError) -> Response<Full<Bytes>> {
         h.insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
     }
     r
+}
+
+/// Keeps a tunnel's `[http]` settings current across config reloads.
+pub struct TunnelReload(pub Arc<Tunnel>);
+
+impl ReloadHook for TunnelReload {
+    fn name(&self) -> &'static str {
+        "tunnel"
+    }
+
+    fn prepare(&self, new: &crate::config::Config, _: &[String]) -> Result<Prepared, String> {
+        let (tunnel, http) = (self.0.clone(), new.http.clone());
+        Ok(Prepared::new(move || tunnel.set_config(http)))
+    }
 }
 
 /// Runs until the server stops: frees idle sessions once a second.

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use wasmgate::config::Config;
-use wasmgate::server::{Server, Shared};
+use wasmgate::gateway::Core;
+use wasmgate::server::Server;
 
 pub struct Gateway {
     pub addr: SocketAddr,
@@ -67,16 +68,17 @@ impl Gateway {
 
     /// Streams that currently have a publisher.
     pub fn publishing(&self) -> usize {
-        self.shared()
-            .registry
+        self.core()
+            .registry()
             .snapshot()
             .iter()
             .filter(|(_, publishing, _)| *publishing)
             .count()
     }
 
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.server.shared
+    /// The gateway core (streams, clients, apps, config, counters).
+    pub fn core(&self) -> &Arc<Core> {
+        &self.server.core
     }
 }
 

@@ -1,5 +1,7 @@
 //! The table of connected clients: who is connected over which transport to which app, with
 //! live byte counters and a kick switch. The admin API reads it; connections keep it current.
+//!
+//! A client that publishes is the stream's [`StreamSource`]: stopping the source kicks it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,6 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use tokio::sync::Notify;
+
+use crate::media::StreamSource;
 
 /// One connected client, shared between its connection task and readers of the table.
 #[derive(Debug)]
@@ -146,5 +150,21 @@ impl ClientEntry {
 
     pub fn add_out(&self, n: u64) {
         self.bytes_out.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// An RTMP publisher is its connection: stopping the stream (a takeover, an operator's
+/// `DELETE /streams/...`) closes the connection with the reason, which drops its publisher.
+impl StreamSource for ClientEntry {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "rtmp"
+    }
+
+    fn stop(&self, reason: &str) {
+        self.kick_because(reason);
     }
 }

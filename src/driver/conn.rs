@@ -1,8 +1,8 @@
-//! The connection driver: moves bytes between any byte transport (TCP, and later the RTMPT
-//! tunnel and TLS) and one sans-IO [`Session`], and wires the session's events to the registry.
+//! One connection's task: moves bytes between its transport and its sans-IO [`Session`], and
+//! turns the session's events into operations on the gateway core and the app instance.
 //!
-//! One task per connection. A player's media comes straight from the stream rings into the
-//! session's output queue; everything ready is written with one vectored write.
+//! A player's media comes straight from the stream rings into the session's output queue
+//! (`playback.rs`); everything ready is written with one vectored write.
 
 use std::collections::HashMap;
 use std::io::IoSlice;
@@ -13,16 +13,14 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::Shared;
-use super::clients::ClientEntry;
+use super::playback::Plays;
 use crate::apps::{APP_ERROR, ClientMeta, DataOutcome, InstanceHandle, Route, ToActor, ToConn};
 use crate::config::FailurePolicy;
-use crate::media::registry::{PlayerGuard, SHARED_STREAM_ID};
-use crate::media::{Admit, Frame, MediaItem, Player, PublishError, Publisher, StreamKey};
+use crate::gateway::{ClientEntry, Core};
+use crate::media::{Player, PublishError, Publisher, StreamKey, TooSlow};
 use crate::rtmp::amf::{Amf0Value, encode_amf0_all};
 use crate::rtmp::command::{AppPath, ConnectRequest, StreamName};
 use crate::rtmp::message::msg_type;
@@ -57,7 +55,7 @@ enum ConnError {
     #[error("write stalled for {0:?}")]
     WriteTimeout(Duration),
     #[error("player fell behind too often and was disconnected")]
-    TooSlow,
+    TooSlow(#[from] TooSlow),
     #[error("kicked: {0}")]
     Kicked(String),
     #[error("server shutting down")]
@@ -75,7 +73,7 @@ impl ConnError {
                 metrics::handshake_error(transport)
             }
             ConnError::Session(_) => metrics::protocol_error(),
-            ConnError::TooSlow => metrics::player_dropped(),
+            ConnError::TooSlow(_) => metrics::player_dropped(),
             ConnError::Kicked(_) => metrics::kicked(),
             ConnError::Io(_)
             | ConnError::WriteTimeout(_)
@@ -86,22 +84,20 @@ impl ConnError {
 }
 
 /// Serves one connection until either side closes it; logs why it ended.
-pub async fn serve<S>(io: S, peer: SocketAddr, transport: &'static str, shared: Arc<Shared>)
+pub async fn serve<S>(io: S, peer: SocketAddr, transport: &'static str, core: Arc<Core>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let id = shared.next_conn_id();
+    let id = core.next_conn_id();
     let span = info_span!("conn", id, %peer, transport);
     async move {
-        shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-        shared
-            .stats
-            .connections_total
-            .fetch_add(1, Ordering::Relaxed);
+        let counters = core.counters();
+        counters.connections.fetch_add(1, Ordering::Relaxed);
+        counters.connections_total.fetch_add(1, Ordering::Relaxed);
         crate::metrics::connection_opened(transport);
         debug!("accepted");
-        let client = shared.clients.register(id, peer, transport);
-        let mut conn = Conn::new(id, shared.clone(), client.entry.clone(), peer, transport);
+        let client = core.clients().register(id, peer, transport);
+        let mut conn = Conn::new(id, core.clone(), client.entry.clone(), peer, transport);
         let result = conn.run(io).await;
         if let Some(link) = conn.link.take() {
             // The instance also notices a closed queue; this tells it at once.
@@ -117,18 +113,10 @@ where
             }
         }
         crate::metrics::connection_closed(transport);
-        shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
+        core.counters().connections.fetch_sub(1, Ordering::Relaxed);
     }
     .instrument(span)
     .await
-}
-
-struct Playing {
-    name: String,
-    player: Player,
-    rx: broadcast::Receiver<MediaItem>,
-    /// Keeps the player counted on its stream until this entry is dropped.
-    _guard: PlayerGuard,
 }
 
 /// A data message waiting for the app's answer. The session's later events wait behind it (and
@@ -145,12 +133,12 @@ struct DataHold {
 
 struct Conn {
     id: u64,
-    shared: Arc<Shared>,
+    core: Arc<Core>,
     client: Arc<ClientEntry>,
     session: Session,
     app: Option<AppPath>,
     publishers: HashMap<u32, Publisher>,
-    playing: HashMap<u32, Playing>,
+    plays: Plays,
     out: Vec<Bytes>,
     bytes_out: u64,
     peer: SocketAddr,
@@ -176,7 +164,7 @@ struct Conn {
 impl Conn {
     fn new(
         id: u64,
-        shared: Arc<Shared>,
+        core: Arc<Core>,
         client: Arc<ClientEntry>,
         peer: SocketAddr,
         transport: &'static str,
@@ -184,11 +172,11 @@ impl Conn {
         Conn {
             id,
             client,
-            session: Session::new(shared.session_config(), Instant::now()),
-            shared,
+            session: Session::new(core.session_config(), Instant::now()),
+            core,
             app: None,
             publishers: HashMap::new(),
-            playing: HashMap::new(),
+            plays: Plays::default(),
             out: Vec::new(),
             bytes_out: 0,
             peer,
@@ -212,7 +200,7 @@ impl Conn {
     {
         let (mut rd, mut wr) = tokio::io::split(io);
         let mut rbuf = vec![0u8; 64 * 1024];
-        let config = self.shared.config();
+        let config = self.core.config();
         let cfg = &config.rtmp;
         let handshake_timeout = Duration::from_secs(cfg.handshake_timeout_secs);
         let write_timeout = Duration::from_secs(cfg.write_timeout_secs);
@@ -223,14 +211,14 @@ impl Conn {
         let merge = Duration::from_millis(config.media.merge_window_ms);
         // Drain ticks fall on common boundaries, so all players of the process wake together
         // and the runtime handles them in one burst instead of one wakeup each.
-        let epoch = tokio::time::Instant::from_std(self.shared.started_at);
+        let epoch = tokio::time::Instant::from_std(self.core.started_at());
         let next_tick = |now: tokio::time::Instant| {
             let w = merge.as_nanos().max(1);
             let since = now.saturating_duration_since(epoch).as_nanos();
             epoch + Duration::from_nanos(((since / w + 1) * w) as u64)
         };
         let mut next_drain: Option<tokio::time::Instant> = None;
-        let mut shutdown = self.shared.shutdown_signal();
+        let mut shutdown = self.core.shutdown_signal();
         if *shutdown.borrow_and_update() {
             return Err(ConnError::Shutdown);
         }
@@ -248,7 +236,7 @@ impl Conn {
             if !self.session.is_connected() {
                 deadline = deadline.min(handshake_deadline);
             }
-            let playing = !self.playing.is_empty();
+            let playing = !self.plays.is_empty();
             let drain_at = if playing && !merge.is_zero() {
                 *next_drain.get_or_insert_with(|| next_tick(tokio::time::Instant::now()))
             } else {
@@ -261,7 +249,7 @@ impl Conn {
                     if n == 0 {
                         return Ok(());
                     }
-                    self.shared.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    self.core.counters().bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                     self.client.add_in(n as u64);
                     let res = self.session.handle_input(&rbuf[..n], Instant::now());
                     // Events queued before an error (e.g. the last media) are still handled.
@@ -272,13 +260,13 @@ impl Conn {
                         return Err(e.into());
                     }
                 }
-                (stream_id, item) = recv_any(&mut self.playing), if playing && merge.is_zero() => {
-                    self.on_ring_item(stream_id, item)?;
-                    self.drain_ready_rings(MEDIA_BATCH)?;
+                (stream_id, item) = self.plays.recv_any(), if playing && merge.is_zero() => {
+                    self.plays.on_item(&mut self.session, stream_id, item)?;
+                    self.plays.drain(&mut self.session, MEDIA_BATCH)?;
                 }
                 _ = tokio::time::sleep_until(drain_at), if playing && !merge.is_zero() => {
                     // Everything the ring holds; it is bounded by `media.player_queue`.
-                    self.drain_ready_rings(usize::MAX)?;
+                    self.plays.drain(&mut self.session, usize::MAX)?;
                     next_drain = Some(next_tick(tokio::time::Instant::now()));
                 }
                 changed = shutdown.changed(), if watch_shutdown => {
@@ -333,26 +321,6 @@ impl Conn {
         }
     }
 
-    /// Takes every ring item that is ready without waiting, up to a batch, so one write carries
-    /// many messages.
-    fn drain_ready_rings(&mut self, max: usize) -> Result<(), ConnError> {
-        let ids: Vec<u32> = self.playing.keys().copied().collect();
-        for stream_id in ids {
-            for _ in 0..max {
-                let Some(p) = self.playing.get_mut(&stream_id) else {
-                    break;
-                };
-                let item = match p.rx.try_recv() {
-                    Ok(item) => Ok(item),
-                    Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
-                    Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
-                };
-                self.on_ring_item(stream_id, item)?;
-            }
-        }
-        Ok(())
-    }
-
     async fn flush<W: AsyncWrite + Unpin>(
         &mut self,
         wr: &mut W,
@@ -369,8 +337,8 @@ impl Conn {
         }
         self.bytes_out += total as u64;
         self.client.add_out(total as u64);
-        self.shared
-            .stats
+        self.core
+            .counters()
             .bytes_out
             .fetch_add(total as u64, Ordering::Relaxed);
         Ok(())
@@ -470,7 +438,7 @@ impl Conn {
                 },
                 Event::StopPlay { stream_id } => {
                     self.play_pending.remove(&stream_id);
-                    if let Some(p) = self.playing.remove(&stream_id) {
+                    if let Some(p) = self.plays.remove(stream_id) {
                         debug!(stream = %p.name, "stopped playing");
                         if let Some(link) = &self.link {
                             let _ = link.send(ToActor::Stop {
@@ -483,20 +451,20 @@ impl Conn {
                 Event::Pause {
                     stream_id, pause, ..
                 } => {
-                    if let Some(p) = self.playing.get_mut(&stream_id) {
-                        p.player.set_paused(pause);
+                    if let Some(p) = self.plays.get_mut(stream_id) {
+                        p.playback.player_mut().set_paused(pause);
                         let name = p.name.clone();
                         self.session.pause_notify(stream_id, pause, &name);
                     }
                 }
                 Event::ReceiveAudio { stream_id, enabled } => {
-                    if let Some(p) = self.playing.get_mut(&stream_id) {
-                        p.player.audio = enabled;
+                    if let Some(p) = self.plays.get_mut(stream_id) {
+                        p.playback.player_mut().audio = enabled;
                     }
                 }
                 Event::ReceiveVideo { stream_id, enabled } => {
-                    if let Some(p) = self.playing.get_mut(&stream_id) {
-                        p.player.set_video(enabled);
+                    if let Some(p) = self.plays.get_mut(stream_id) {
+                        p.playback.player_mut().set_video(enabled);
                     }
                 }
                 Event::CallReply {
@@ -559,7 +527,7 @@ impl Conn {
     /// Routes a connect: the built-in live app accepts at once; an app with a module decides
     /// asynchronously (its answer arrives as a [`ToConn`]), so this task keeps serving meanwhile.
     fn on_connect(&mut self, req: ConnectRequest) {
-        match self.shared.apps.route(&req.path.app, &req.path.instance) {
+        match self.core.apps().route(&req.path.app, &req.path.instance) {
             Route::Live => self.accept(req.path),
             Route::Deny => {
                 info!(app = %req.path.app, "connect rejected: no such application");
@@ -731,10 +699,7 @@ impl Conn {
             }
             return;
         };
-        let stream = match (
-            self.publishers.get(&stream_id),
-            self.playing.get(&stream_id),
-        ) {
+        let stream = match (self.publishers.get(&stream_id), self.plays.get(stream_id)) {
             (Some(p), _) => p.key().name.clone(),
             (None, Some(p)) => p.name.clone(),
             (None, None) => String::new(),
@@ -827,13 +792,15 @@ impl Conn {
             // Recording is not offered yet; publish live and say so once.
             debug!(kind, "publish type treated as live");
         }
-        match self.shared.registry.publish(key.clone(), self.id) {
+        match self
+            .core
+            .registry()
+            .publish(key.clone(), self.client.clone())
+        {
             Ok((p, displaced)) => {
                 if let Some(old) = displaced {
-                    info!(stream = %key, displaced = old, "publishing: took the stream over");
-                    if let Some(c) = self.shared.clients.get(old) {
-                        c.kick_because("The stream was taken over by a new publisher.");
-                    }
+                    info!(stream = %key, displaced = old.id(), "publishing: took the stream over");
+                    old.stop("The stream was taken over by a new publisher.");
                 } else {
                     info!(stream = %key, "publishing");
                 }
@@ -853,96 +820,18 @@ impl Conn {
 
     fn start_play(&mut self, stream_id: u32, name: StreamName, start: f64, reset: bool) {
         let key = self.key(&name);
-        self.playing.remove(&stream_id);
-        let sub = self.shared.registry.play(key.clone());
+        self.plays.remove(stream_id);
+        let sub = self.core.registry().play(key.clone());
         info!(stream = %key, start, live = sub.live, "playing");
         self.session.play_started(stream_id, &name.name, reset);
-        let config = self.shared.config();
+        let config = self.core.config();
         let media = &config.media;
-        let mut player = Player::new(
+        let player = Player::new(
             media.player_max_skips,
             Duration::from_secs(media.player_skip_window_secs),
         );
-        // Headers never carry a later timestamp than the first cached frame, so a late
-        // player's clock does not run backwards from the headers to the GOP. Metadata keeps
-        // its own (usually 0) timestamp: ffmpeg's FLV reader only takes `onMetaData` at 0 as
-        // metadata and turns a later one into a data stream.
-        let gop_start = sub
-            .preamble
-            .iter()
-            .find(|f| f.kind != MediaKind::Data && !f.info.sequence_header)
-            .map(|f| f.timestamp);
-        for f in &sub.preamble {
-            if player.admit(f) == Admit::Send {
-                let is_header = f.kind == MediaKind::Data || f.info.sequence_header;
-                let ts = match gop_start {
-                    Some(g) if is_header && f.timestamp > g => Some(g),
-                    _ => None,
-                };
-                self.send_frame(stream_id, f, ts);
-            }
-        }
-        self.playing.insert(
-            stream_id,
-            Playing {
-                name: name.name,
-                player,
-                rx: sub.rx,
-                _guard: sub.guard,
-            },
-        );
-    }
-
-    fn on_ring_item(
-        &mut self,
-        stream_id: u32,
-        item: Result<MediaItem, RecvError>,
-    ) -> Result<(), ConnError> {
-        let Some(p) = self.playing.get_mut(&stream_id) else {
-            return Ok(());
-        };
-        match item {
-            Ok(MediaItem::Frame(f)) => {
-                if p.player.admit(&f) == Admit::Send {
-                    self.send_frame(stream_id, &f, None);
-                }
-            }
-            Ok(MediaItem::Published) => {
-                p.player.restart();
-                let name = p.name.clone();
-                self.session.play_publish_notify(stream_id, &name);
-            }
-            Ok(MediaItem::Unpublished) => {
-                let name = p.name.clone();
-                self.session.play_unpublish_notify(stream_id, &name);
-            }
-            Err(RecvError::Closed) => {}
-            Err(RecvError::Lagged(n)) => {
-                debug!(
-                    missed = n,
-                    "player fell behind; skipping to the next keyframe"
-                );
-                crate::metrics::player_skip();
-                if !p.player.lagged(Instant::now()) {
-                    return Err(ConnError::TooSlow);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Queues a frame for the client: the shared chunk bytes when they fit this session,
-    /// otherwise a private encoding.
-    fn send_frame(&mut self, stream_id: u32, f: &Arc<Frame>, ts: Option<u32>) {
-        let shared_fits =
-            stream_id == SHARED_STREAM_ID && self.session.out_chunk_size() == f.encoded_chunk_size;
-        match ts {
-            None if shared_fits => self.session.send_encoded(f.encoded.clone()),
-            _ => {
-                let header = f.header(stream_id, ts.unwrap_or(f.timestamp));
-                self.session.send_media(f.csid(), &header, &f.payload);
-            }
-        }
+        self.plays
+            .start(&mut self.session, stream_id, name.name, sub, player);
     }
 }
 
@@ -991,12 +880,4 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
     }
     bufs.clear();
     wr.flush().await
-}
-
-/// The next item from any played stream (used when media is written as it arrives).
-async fn recv_any(playing: &mut HashMap<u32, Playing>) -> (u32, Result<MediaItem, RecvError>) {
-    let futs = playing
-        .iter_mut()
-        .map(|(&id, p)| Box::pin(async move { (id, p.rx.recv().await) }));
-    futures_util::future::select_all(futs).await.0
 }

@@ -1,0 +1,12 @@
+//! The connection driver: one task per RTMP connection, over any byte stream. TCP, the RTMPT
+//! tunnel's pipes and TLS streams are all handed to [`serve`]; none of them is a second server.
+//!
+//! | file | job |
+//! |---|---|
+//! | `conn.rs` | the task's loop (read, write, timers, shutdown, kick) and the session's events: connect, publish, play, calls, data, app decisions |
+//! | `playback.rs` | the NetStreams a connection plays: [`crate::media::Playback`] with the session as the sink |
+
+mod conn;
+mod playback;
+
+pub use conn::serve;

@@ -1,0 +1,26 @@
+//! The gateway core: the state every connection shares (config snapshot, streams, clients,
+//! apps, counters) and the operations on it, below every transport, listener and view.
+//!
+//! | part | file | job |
+//! |---|---|---|
+//! | [`Core`] | `hub.rs` | owns the parts below; kick, stop a stream, stats, shutdown |
+//! | [`Settings`] | `settings.rs` | the config snapshot a reload swaps whole |
+//! | [`Clients`] | `clients.rs` | who is connected, byte counters, the kick switch |
+//! | [`Counters`], [`StatsSnapshot`] | `stats.rs` | hot-path counters and what views render |
+//! | [`Reloader`] | `reload.rs` | re-reads the config, runs [`ReloadHook`]s, swaps the snapshot |
+//!
+//! Layers above plug in without the core importing them: a transport drives connections with
+//! an `Arc<Core>`, a view reads [`Core::stats`], and state derived from the config outside the
+//! core (TLS, the tunnel, the admin allowlist) registers a [`ReloadHook`].
+
+pub mod clients;
+pub mod hub;
+pub mod reload;
+pub mod settings;
+pub mod stats;
+
+pub use clients::{ClientEntry, ClientGuard, Clients};
+pub use hub::{Core, OPERATOR_KICK};
+pub use reload::{ConfigSource, Prepared, ReloadError, ReloadHook, ReloadReport, Reloader};
+pub use settings::{Settings, Snapshot};
+pub use stats::{Counters, StatsSnapshot};
