@@ -15,10 +15,10 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
-use super::ToConn;
 use super::bindings::wasmgate::app::{host, types};
 use super::json;
 use super::manifest::{Grants, Network};
+use super::messages::{ClientMeta, ToConn};
 use crate::media::Registry;
 
 /// Bounds on what one instance may hold through host calls.
@@ -28,38 +28,6 @@ const MAX_TIMERS: usize = 1024;
 /// Largest JSON a guest may send to a client in one call.
 pub const MAX_CALL_JSON: usize = 64 * 1024;
 const MIN_TIMER: Duration = Duration::from_millis(10);
-
-/// A client as the instance sees it.
-#[derive(Debug, Clone)]
-pub struct ClientMeta {
-    pub id: u64,
-    pub address: String,
-    pub transport: String,
-    pub app: String,
-    pub instance: String,
-    pub query: String,
-    pub tc_url: String,
-    pub page_url: String,
-    pub swf_url: String,
-    pub flash_ver: String,
-}
-
-impl ClientMeta {
-    pub fn to_wit(&self) -> types::ClientInfo {
-        types::ClientInfo {
-            id: self.id,
-            address: self.address.clone(),
-            transport: self.transport.clone(),
-            app: self.app.clone(),
-            instance: self.instance.clone(),
-            query: self.query.clone(),
-            tc_url: self.tc_url.clone(),
-            page_url: self.page_url.clone(),
-            swf_url: self.swf_url.clone(),
-            flash_ver: self.flash_ver.clone(),
-        }
-    }
-}
 
 #[derive(Clone)]
 pub struct Client {

@@ -12,9 +12,66 @@ use wasmtime::Store;
 use super::bindings::App;
 use super::bindings::wasmgate::app::types::{Access, ConnectDecision, DataDecision};
 use super::engine::{EPOCH_TICK, Module, Runtime};
+use super::entry::AppEntry;
 use super::host::{Client, HostState, InstanceState};
-use super::{AppEntry, DataOutcome, ToActor, ToConn, json};
+use super::json;
+use super::messages::{ClientMeta, DataOutcome, ToConn};
 use crate::config::{AppsConfig, FailurePolicy};
+use crate::rtmp::amf::Amf0Value;
+
+/// Messages from a connection to its app instance.
+pub enum ToActor {
+    Connect {
+        meta: ClientMeta,
+        args: Vec<Amf0Value>,
+        tx: mpsc::Sender<ToConn>,
+    },
+    Disconnect {
+        client: u64,
+    },
+    Publish {
+        client: u64,
+        stream_id: u32,
+        name: String,
+        query: String,
+    },
+    Unpublish {
+        client: u64,
+        name: String,
+    },
+    Play {
+        client: u64,
+        stream_id: u32,
+        name: String,
+        query: String,
+    },
+    Stop {
+        client: u64,
+        name: String,
+    },
+    Call {
+        client: u64,
+        txn: f64,
+        method: String,
+        args: Vec<Amf0Value>,
+    },
+    CallReply {
+        client: u64,
+        call_id: u64,
+        ok: bool,
+        value: Amf0Value,
+    },
+    /// A data message (`NetStream.send`); answered with [`ToConn::Data`] carrying `seq`.
+    Data {
+        client: u64,
+        seq: u64,
+        stream: String,
+        handler: String,
+        args: Vec<Amf0Value>,
+    },
+    Reload(Arc<Module>),
+    Shutdown(String),
+}
 
 /// The reason text a client sees when its event failed inside the app (fail-closed).
 pub const APP_ERROR: &str = "application error";

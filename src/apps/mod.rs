@@ -1,169 +1,39 @@
 //! WebAssembly applications: the wasmtime host for `wit/app.wit`. The gateway sees "an app that
 //! answers events"; everything about engines, stores, limits and reloads stays in this module.
 //!
-//! Layout: [`AppManager`] loads `DIR/<app>/` folders, watches them and routes each
-//! `app/instance` to an actor ([`instance`]) that owns the guest; connections talk to actors
-//! with bounded queues ([`ToActor`] in, [`ToConn`] out), so a slow or broken app never blocks a
-//! connection task or any media.
+//! Layout: [`AppManager`] (this file) loads `DIR/<app>/` folders, watches them and routes each
+//! `app/instance` to an actor (`instance.rs`) that owns the guest; connections talk to actors
+//! with bounded queues ([`ToActor`] in, [`ToConn`] out, `messages.rs`), so a slow or broken app
+//! never blocks a connection task or any media. `engine.rs` holds every wasmtime setting,
+//! `host.rs` what a guest may call, `entry.rs` a loaded module and its counters. Children never
+//! import this file: dependencies run mod.rs → instance → engine/host → messages → bindings.
 
+mod bindings;
 mod engine;
+mod entry;
 mod host;
 mod instance;
 pub mod json;
 mod manifest;
+mod messages;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, mpsc};
 use tracing::{error, info, warn};
 
-pub use host::ClientMeta;
-pub use instance::APP_ERROR;
+pub use entry::{AppEntry, AppStats};
+pub use instance::{APP_ERROR, ToActor};
+pub use messages::{ClientMeta, DataOutcome, ToConn};
 
 use crate::config::{AppsConfig, FailurePolicy, UnknownApps};
 use crate::media::Registry;
-use crate::rtmp::amf::Amf0Value;
 use engine::{Module, Runtime};
-
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "wit",
-        world: "app",
-        exports: { default: async },
-    });
-}
-
-/// Messages from a connection to its app instance.
-pub enum ToActor {
-    Connect {
-        meta: ClientMeta,
-        args: Vec<Amf0Value>,
-        tx: mpsc::Sender<ToConn>,
-    },
-    Disconnect {
-        client: u64,
-    },
-    Publish {
-        client: u64,
-        stream_id: u32,
-        name: String,
-        query: String,
-    },
-    Unpublish {
-        client: u64,
-        name: String,
-    },
-    Play {
-        client: u64,
-        stream_id: u32,
-        name: String,
-        query: String,
-    },
-    Stop {
-        client: u64,
-        name: String,
-    },
-    Call {
-        client: u64,
-        txn: f64,
-        method: String,
-        args: Vec<Amf0Value>,
-    },
-    CallReply {
-        client: u64,
-        call_id: u64,
-        ok: bool,
-        value: Amf0Value,
-    },
-    /// A data message (`NetStream.send`); answered with [`ToConn::Data`] carrying `seq`.
-    Data {
-        client: u64,
-        seq: u64,
-        stream: String,
-        handler: String,
-        args: Vec<Amf0Value>,
-    },
-    Reload(Arc<Module>),
-    Shutdown(String),
-}
-
-/// What happens to a data message.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DataOutcome {
-    Relay,
-    Drop,
-    /// Relay with these values after the handler name.
-    Rewrite(Vec<Amf0Value>),
-}
-
-/// Messages from an app instance to one connection.
-#[derive(Debug)]
-pub enum ToConn {
-    ConnectAccept,
-    ConnectReject(String),
-    ConnectRedirect {
-        url: String,
-        description: String,
-    },
-    Publish {
-        stream_id: u32,
-        result: Result<(), String>,
-    },
-    Play {
-        stream_id: u32,
-        result: Result<(), String>,
-    },
-    /// The answer to a client's call (`_result` / `_error`).
-    CallResult {
-        txn: f64,
-        result: Result<Amf0Value, String>,
-    },
-    /// A server-to-client call; `call_id` 0 wants no answer.
-    Call {
-        method: String,
-        args: Vec<Amf0Value>,
-        call_id: u64,
-    },
-    Disconnect(String),
-    /// The app's answer to [`ToActor::Data`] number `seq`.
-    Data {
-        seq: u64,
-        outcome: DataOutcome,
-    },
-}
-
-/// Per-app counters (the admin API shows them).
-#[derive(Debug, Default)]
-pub struct AppStats {
-    pub events: AtomicU64,
-    pub traps: AtomicU64,
-    pub deadlines: AtomicU64,
-    pub memory: AtomicU64,
-    pub restarts: AtomicU64,
-    /// Events answered by the failure policy while an instance waited to be recreated.
-    pub backoff: AtomicU64,
-    /// Events refused because the instance's queue was full.
-    pub busy: AtomicU64,
-    pub reloads: AtomicU64,
-    pub load_errors: AtomicU64,
-}
-
-/// A loaded app: its current module and counters.
-pub struct AppEntry {
-    pub name: String,
-    module: Mutex<Arc<Module>>,
-    pub stats: AppStats,
-}
-
-impl AppEntry {
-    fn module(&self) -> Arc<Module> {
-        lock(&self.module).clone()
-    }
-}
+use entry::lock;
 
 /// What `list()` reports per app.
 #[derive(Debug, Clone)]
@@ -236,10 +106,6 @@ pub struct AppManager {
     /// Serialises loads of the same folder (watcher and admin may both ask).
     load_lock: tokio::sync::Mutex<()>,
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl AppManager {

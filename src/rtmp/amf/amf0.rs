@@ -2,7 +2,7 @@
 //! Also frames RTMP AMF3 messages (types 17 and 15): a format byte, then AMF0 values that may switch to AMF3.
 
 use super::amf3::{Amf3Value, encode_amf3};
-use super::{AmfError, AmfLimits, Decoder, MAX_PREALLOC, truncate_str};
+use super::decoder::{AmfError, AmfLimits, Decoder, MAX_PREALLOC, truncate_str};
 
 const NUMBER: u8 = 0x00;
 const BOOLEAN: u8 = 0x01;

@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use super::{AmfError, AmfLimits, Decoder, MAX_PREALLOC, truncate_str};
+use super::decoder::{AmfError, AmfLimits, Decoder, MAX_PREALLOC, Traits, truncate_str};
 
 const UNDEFINED: u8 = 0x00;
 const NULL: u8 = 0x01;
@@ -347,15 +347,6 @@ pub(crate) fn write_u29(out: &mut Vec<u8>, value: u32) {
             v as u8,
         ]);
     }
-}
-
-/// An object's class description, shared by later objects through trait references.
-#[derive(Debug)]
-pub(crate) struct Traits<'a> {
-    class_name: &'a str,
-    members: Vec<&'a str>,
-    dynamic: bool,
-    externalizable: bool,
 }
 
 impl<'a> Decoder<'a> {
