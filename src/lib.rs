@@ -3,7 +3,8 @@
 //!
 //! Dependencies point one way (see `docs/ARCHITECTURE.md`; `tests/architecture.rs` enforces it):
 //! `rtmp` ← `media` ← `config` ← `apps` ← `gateway` (the core) ← `driver` ← `tunnel`/`admin` ←
-//! `server` (listeners and wiring). `metrics` and `tls` are leaves anyone may use.
+//! `server` (listeners and wiring). `metrics` and `tls` are leaves anyone may use; `state` (the
+//! key-value store apps write through) sits beside `media`.
 
 pub mod admin;
 pub mod apps;
@@ -15,5 +16,6 @@ pub mod media;
 pub mod metrics;
 pub mod rtmp;
 pub mod server;
+pub mod state;
 pub mod tls;
 pub mod tunnel;

@@ -5,4 +5,12 @@ wasmtime::component::bindgen!({
     path: "wit",
     world: "app",
     exports: { default: async },
+    // The `kv-*` calls go to the state store, which may be a networked one: the guest waits
+    // suspended, not the thread. Everything else answers from memory at once.
+    imports: {
+        "wasmgate:app/host.kv-get": async,
+        "wasmgate:app/host.kv-set": async,
+        "wasmgate:app/host.kv-delete": async,
+        "wasmgate:app/host.kv-keys": async,
+    },
 });

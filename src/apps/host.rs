@@ -20,10 +20,9 @@ use super::json;
 use super::manifest::{Grants, Network};
 use super::messages::{ClientMeta, ToConn};
 use crate::media::Registry;
+use crate::state::{Scope, StateStore};
 
-/// Bounds on what one instance may hold through host calls.
-const MAX_KV_BYTES: usize = 1 << 20;
-const MAX_KV_KEYS: usize = 10_000;
+/// Bounds on what one instance may hold through host calls (key-value bounds are the store's).
 const MAX_TIMERS: usize = 1024;
 /// Largest JSON a guest may send to a client in one call.
 pub const MAX_CALL_JSON: usize = 64 * 1024;
@@ -59,8 +58,10 @@ pub struct InstanceState {
     pub app: String,
     pub instance: String,
     pub clients: BTreeMap<u64, Client>,
-    pub kv: BTreeMap<String, String>,
-    kv_bytes: usize,
+    /// Where `kv-*` reads and writes, under `scope`. Shared with every other instance, so a
+    /// clone of this state (a reload's trial start) sees the same data rather than a copy.
+    pub store: Option<Arc<dyn StateStore>>,
+    pub scope: Scope,
     pub timers: HashMap<u64, Timer>,
     next_timer: u64,
     next_call: u64,
@@ -68,11 +69,18 @@ pub struct InstanceState {
 }
 
 impl InstanceState {
-    pub fn new(app: &str, instance: &str, registry: Arc<Registry>) -> InstanceState {
+    pub fn new(
+        app: &str,
+        instance: &str,
+        registry: Arc<Registry>,
+        store: Arc<dyn StateStore>,
+    ) -> InstanceState {
         InstanceState {
             app: app.to_owned(),
             instance: instance.to_owned(),
             registry: Some(registry),
+            store: Some(store),
+            scope: Scope::new(app, instance),
             ..InstanceState::default()
         }
     }
@@ -352,34 +360,48 @@ impl host::Host for HostState {
         self.st.timers.remove(&id);
     }
 
-    fn kv_get(&mut self, key: String) -> Option<String> {
-        self.st.kv.get(&key).cloned()
+    // The WIT calls cannot fail, so a store error is logged and the call does what an empty or
+    // full store would: nothing read, nothing written. The guest keeps running.
+    async fn kv_get(&mut self, key: String) -> Option<String> {
+        let store = self.st.store.clone()?;
+        match store.get(&self.st.scope, &key).await {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(app = %self.st.app, instance = %self.st.instance, error = %e, "kv-get failed");
+                None
+            }
+        }
     }
 
-    fn kv_set(&mut self, key: String, value: String) {
-        let old = self
-            .st
-            .kv
-            .get(&key)
-            .map(|v| key.len() + v.len())
-            .unwrap_or(0);
-        let new_total = self.st.kv_bytes - old + key.len() + value.len();
-        if new_total > MAX_KV_BYTES || (old == 0 && self.st.kv.len() >= MAX_KV_KEYS) {
-            warn!(app = %self.st.app, "key-value store full; set ignored");
+    async fn kv_set(&mut self, key: String, value: String) {
+        let Some(store) = self.st.store.clone() else {
             return;
-        }
-        self.st.kv_bytes = new_total;
-        self.st.kv.insert(key, value);
-    }
-
-    fn kv_delete(&mut self, key: String) {
-        if let Some(v) = self.st.kv.remove(&key) {
-            self.st.kv_bytes -= key.len() + v.len();
+        };
+        if let Err(e) = store.set(&self.st.scope, &key, &value).await {
+            warn!(app = %self.st.app, instance = %self.st.instance, error = %e, "kv-set ignored");
         }
     }
 
-    fn kv_keys(&mut self) -> Vec<String> {
-        self.st.kv.keys().cloned().collect()
+    async fn kv_delete(&mut self, key: String) {
+        let Some(store) = self.st.store.clone() else {
+            return;
+        };
+        if let Err(e) = store.delete(&self.st.scope, &key).await {
+            warn!(app = %self.st.app, instance = %self.st.instance, error = %e, "kv-delete failed");
+        }
+    }
+
+    async fn kv_keys(&mut self) -> Vec<String> {
+        let Some(store) = self.st.store.clone() else {
+            return Vec::new();
+        };
+        match store.keys(&self.st.scope).await {
+            Ok(k) => k,
+            Err(e) => {
+                warn!(app = %self.st.app, instance = %self.st.instance, error = %e, "kv-keys failed");
+                Vec::new()
+            }
+        }
     }
 
     fn clients(&mut self) -> Vec<u64> {

@@ -284,6 +284,15 @@ impl Actor {
             }
         }
         self.stop_guest().await;
+        // In-process key-value data lives as long as the instance, as it always has. This runs
+        // while `rx` is still open, so the manager cannot yet route a new actor to the same
+        // scope (an unload forgets this actor first; a reload and connect landing inside this
+        // guest's `stop` could then lose what the newer actor wrote before this clear).
+        if let Some(store) = self.parked.store.clone()
+            && let Err(e) = store.clear_scope(&self.parked.scope).await
+        {
+            warn!(%app, %instance, error = %e, "instance state not cleared");
+        }
         debug!(%app, %instance, "instance stopped");
     }
 
@@ -538,8 +547,9 @@ impl Actor {
     }
 
     /// Swaps in a new module: the new guest starts with a copy of the instance state (clients,
-    /// key-value store; not timers, which belong to the old code). If it fails to start, the old
-    /// guest keeps serving.
+    /// not timers, which belong to the old code) and the same key-value scope in the state
+    /// store. If it fails to start, the old guest keeps serving (and sees what the failed
+    /// `start` wrote, since the store is shared rather than copied).
     async fn reload(&mut self, module: Arc<Module>) {
         let mut st = self.st().clone();
         st.timers.clear();

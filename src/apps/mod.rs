@@ -32,6 +32,7 @@ pub use messages::{ClientMeta, DataOutcome, ToConn};
 
 use crate::config::{AppsConfig, FailurePolicy, UnknownApps};
 use crate::media::Registry;
+use crate::state::{MemoryStore, StateStore};
 use engine::{Module, Runtime};
 use entry::lock;
 
@@ -101,6 +102,8 @@ pub struct AppManager {
     cfg: AppsConfig,
     runtime: Option<Arc<Runtime>>,
     registry: Arc<Registry>,
+    /// Where every instance's `kv-*` calls go.
+    state: Arc<dyn StateStore>,
     apps: Mutex<HashMap<String, Arc<AppEntry>>>,
     instances: Mutex<HashMap<InstanceKey, mpsc::Sender<ToActor>>>,
     /// Serialises loads of the same folder (watcher and admin may both ask).
@@ -110,11 +113,16 @@ pub struct AppManager {
 
 impl AppManager {
     /// No apps folder: every app is the live app (or denied), no engine is created.
-    pub fn disabled(cfg: AppsConfig, registry: Arc<Registry>) -> Arc<AppManager> {
+    pub fn disabled(
+        cfg: AppsConfig,
+        registry: Arc<Registry>,
+        state: Arc<dyn StateStore>,
+    ) -> Arc<AppManager> {
         Arc::new(AppManager {
             cfg,
             runtime: None,
             registry,
+            state,
             apps: Mutex::new(HashMap::new()),
             instances: Mutex::new(HashMap::new()),
             load_lock: tokio::sync::Mutex::new(()),
@@ -127,9 +135,10 @@ impl AppManager {
     pub async fn start(
         cfg: AppsConfig,
         registry: Arc<Registry>,
+        state: Arc<dyn StateStore>,
     ) -> Result<Arc<AppManager>, String> {
         let Some(dir) = cfg.dir.clone() else {
-            return Ok(AppManager::disabled(cfg, registry));
+            return Ok(AppManager::disabled(cfg, registry, state));
         };
         if !dir.is_dir() {
             return Err(format!("apps.dir: {} is not a directory", dir.display()));
@@ -140,7 +149,7 @@ impl AppManager {
             .map_err(|e| format!("engine start panicked: {e}"))??;
         let mgr = Arc::new(AppManager {
             runtime: Some(Arc::new(runtime)),
-            ..Arc::into_inner(AppManager::disabled(cfg, registry)).ok_or("unreachable")?
+            ..Arc::into_inner(AppManager::disabled(cfg, registry, state)).ok_or("unreachable")?
         });
         for app in app_folders(&dir) {
             if let Err(e) = mgr.reload(&app).await {
@@ -179,7 +188,8 @@ impl AppManager {
         }
         let (tx, rx) = mpsc::channel(self.cfg.queue);
         if instances.len() < self.cfg.max_instances as usize {
-            let st = host::InstanceState::new(app, instance, self.registry.clone());
+            let st =
+                host::InstanceState::new(app, instance, self.registry.clone(), self.state.clone());
             let actor = instance::Actor::new(runtime, entry.clone(), self.cfg.clone(), rx, st);
             tokio::spawn(actor.run());
             instances.insert(key, tx.clone());
@@ -310,8 +320,13 @@ impl AppManager {
             .map_err(|e| format!("load panicked: {e}"))?
             .map_err(|e| e.to_string())?;
         // A trial start with an empty instance catches a module that traps or refuses its
-        // settings before any client is sent to it.
-        let probe = host::InstanceState::new(app, "_probe_", self.registry.clone());
+        // settings before any client is sent to it. Its state is private and dropped after.
+        let probe = host::InstanceState::new(
+            app,
+            "_probe_",
+            self.registry.clone(),
+            Arc::new(MemoryStore::default()),
+        );
         match instance::instantiate(runtime, &module, probe).await {
             Ok((mut store, bindings)) => {
                 let _ = bindings.wasmgate_app_guest().call_stop(&mut store).await;

@@ -23,6 +23,7 @@ use crate::apps::AppManager;
 use crate::config::{Config, HttpSection};
 use crate::gateway::{Core, Prepared, ReloadHook, Reloader};
 use crate::media::Registry;
+use crate::state::MemoryStore;
 use crate::tls::{PreparedTls, TlsError, TlsState};
 use crate::tunnel::{Tunnel, TunnelReload};
 use listen::{Admission, accept_loop};
@@ -110,7 +111,9 @@ impl Server {
         )?);
         crate::admin::check(&config)?;
         let registry = Registry::new(config.media_config());
-        let manager = AppManager::start(config.apps.clone(), registry.clone())
+        // In-process state today; a shared store (Redis) is another `StateStore` handed in here.
+        let state = Arc::new(MemoryStore::default());
+        let manager = AppManager::start(config.apps.clone(), registry.clone(), state)
             .await
             .map_err(StartError::Apps)?;
         let tunnel = Arc::new(Tunnel::new(config.http.clone()));
