@@ -4,7 +4,7 @@
 //! | layer | file | spec |
 //! |---|---|---|
 //! | handshake (plain + digest) | `handshake.rs` | RTMP spec §5.2, Flash Player 9 digest scheme |
-//! | chunk stream | `chunk.rs` | RTMP spec §5.3 |
+//! | chunk stream | `chunk/` (header, decode, encode) | RTMP spec §5.3 |
 //! | control messages | `message.rs` | RTMP spec §5.4, §6.2, §7.1 |
 //! | AMF0 / AMF3 | `amf/` | AMF0 spec, AMF3 spec |
 //! | NetConnection / NetStream | `session.rs`, `command.rs` | RTMP spec §7.2 |

@@ -1,47 +1,14 @@
-//! RTMP chunk stream (spec §5.3): reassembles peer chunks into messages and splits ours into chunks.
-//! Sans-IO and bounded by [`ChunkLimits`]; tolerant of the header quirks of ffmpeg, librtmp and FMLE.
+//! The chunk decoder: reassembles a peer's chunks into messages, bounded by [`ChunkLimits`] and
+//! tolerant of the header quirks of ffmpeg, librtmp and FMLE. Every violation is a [`ChunkError`].
 
 use std::collections::HashMap;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
-/// Chunk size both directions start with (spec §5.4.1).
-pub const DEFAULT_CHUNK_SIZE: u32 = 128;
-/// Largest chunk size the spec allows: the top bit of Set Chunk Size must be zero.
-pub const MAX_SPEC_CHUNK_SIZE: u32 = 0x7FFF_FFFF;
-/// Largest message length the 24-bit length field can carry.
-pub const MAX_MESSAGE_LENGTH: u32 = 0xFF_FFFF;
-/// Chunk stream 2 carries protocol control messages.
-pub const CONTROL_CSID: u32 = 2;
-/// Smallest chunk stream id a chunk can carry (0 and 1 select the 2- and 3-byte basic headers).
-pub const MIN_CSID: u32 = 2;
-/// Largest chunk stream id: 64 + 0xFFFF in the 3-byte basic header.
-pub const MAX_CSID: u32 = 65_599;
-/// Largest chunk header: 3-byte basic header + 11-byte type 0 header + 4-byte extended timestamp.
-pub const MAX_CHUNK_HEADER_LEN: usize = 18;
-
-/// A timestamp field of this value means "the real value is in the 4-byte extended timestamp".
-const EXTENDED_TIMESTAMP: u32 = 0xFF_FFFF;
-/// Message header length for fmt 0, 1, 2, 3.
-const MESSAGE_HEADER_LEN: [usize; 4] = [11, 7, 3, 0];
-
-/// The part of a message header that survives chunking.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageHeader {
-    /// Absolute timestamp in milliseconds; wraps modulo 2^32.
-    pub timestamp: u32,
-    pub type_id: u8,
-    /// Message stream id (little-endian on the wire).
-    pub stream_id: u32,
-}
-
-/// One reassembled message and the chunk stream it arrived on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawMessage {
-    pub csid: u32,
-    pub header: MessageHeader,
-    pub payload: Bytes,
-}
+use super::header::{
+    DEFAULT_CHUNK_SIZE, EXTENDED_TIMESTAMP, MAX_SPEC_CHUNK_SIZE, MESSAGE_HEADER_LEN, MessageHeader,
+    RawMessage, parse_basic_header,
+};
 
 /// Per-connection bounds on what a peer can make the decoder hold.
 #[derive(Debug, Clone, Copy)]
@@ -80,21 +47,6 @@ pub enum ChunkError {
         "peer sent a compressed chunk header on chunk stream {0}, which has no previous header"
     )]
     NoPreviousHeader(u32),
-}
-
-/// Parses a basic header: `(fmt, csid, length)`, or `None` when `buf` is too short.
-fn parse_basic_header(buf: &[u8]) -> Option<(u8, u32, usize)> {
-    let b0 = *buf.first()?;
-    let fmt = b0 >> 6;
-    match b0 & 0x3F {
-        0 => Some((fmt, 64 + u32::from(*buf.get(1)?), 2)),
-        1 => {
-            let lo = u32::from(*buf.get(1)?);
-            let hi = u32::from(*buf.get(2)?);
-            Some((fmt, 64 + lo + (hi << 8), 3))
-        }
-        id => Some((fmt, u32::from(id), 1)),
-    }
 }
 
 fn be24(b: &[u8]) -> u32 {
@@ -449,228 +401,13 @@ fn append_bounded(data: &mut Vec<u8>, chunk: &[u8], total: usize) {
     data.extend_from_slice(chunk);
 }
 
-/// What the encoder remembers per chunk stream id (what the peer's decoder will remember).
-#[derive(Debug, Clone)]
-struct OutStream {
-    timestamp: u32,
-    /// `Some(d)` only when the last header was fmt 1/2/3 with a non-extended delta `d`. After a
-    /// fmt 0 header we never send fmt 3 for a new message: the spec makes its delta the fmt 0
-    /// timestamp, which not every decoder implements, and it saves only 3 bytes.
-    delta: Option<u32>,
-    length: u32,
-    type_id: u8,
-    stream_id: u32,
-}
-
-/// Splits our messages into chunks with header compression.
-#[derive(Debug)]
-pub struct ChunkEncoder {
-    chunk_size: u32,
-    streams: HashMap<u32, OutStream>,
-}
-
-impl Default for ChunkEncoder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ChunkEncoder {
-    /// Chunk size 128.
-    pub fn new() -> Self {
-        ChunkEncoder {
-            chunk_size: DEFAULT_CHUNK_SIZE,
-            streams: HashMap::new(),
-        }
-    }
-
-    pub fn chunk_size(&self) -> u32 {
-        self.chunk_size
-    }
-
-    /// Sets the size used for messages encoded after this call (the caller sends the SetChunkSize
-    /// message itself, first). Clamped to 1..=0x7FFF_FFFF.
-    pub fn set_chunk_size(&mut self, size: u32) {
-        self.chunk_size = size.clamp(1, MAX_SPEC_CHUNK_SIZE);
-    }
-
-    /// Forgets the header state of `csid`, so its next message gets a fmt 0 header. Call it when
-    /// something else (e.g. [`encode_standalone`]) wrote a message on a chunk stream this encoder
-    /// also uses.
-    pub fn reset_csid(&mut self, csid: u32) {
-        self.streams.remove(&csid);
-    }
-
-    /// Encodes one message; uses header compression (fmt 1/2/3) against the previous message on
-    /// the same csid where valid. Like ffmpeg's `ff_rtmp_packet_write`, a timestamp going
-    /// backwards (or wrapping) or a delta needing the extended field gets a fmt 0 header: SRS reads
-    /// an extended fmt 1/2 field as absolute, so deltas there would not decode everywhere.
-    ///
-    /// `csid` must be in 2..=65599 and `payload` at most 0xFFFFFF bytes: these are caller bugs;
-    /// they panic in debug builds and write nothing in release builds.
-    pub fn encode(
-        &mut self,
-        csid: u32,
-        header: &MessageHeader,
-        payload: &[u8],
-        out: &mut BytesMut,
-    ) {
-        if !valid_output(csid, payload) {
-            return;
-        }
-        let length = payload.len() as u32;
-        let (fmt, field) = match self.streams.get(&csid) {
-            Some(p) if p.stream_id == header.stream_id && header.timestamp >= p.timestamp => {
-                let delta = header.timestamp - p.timestamp;
-                if delta >= EXTENDED_TIMESTAMP {
-                    (0, header.timestamp)
-                } else if p.length != length || p.type_id != header.type_id {
-                    (1, delta)
-                } else if p.delta == Some(delta) {
-                    (3, delta)
-                } else {
-                    (2, delta)
-                }
-            }
-            _ => (0, header.timestamp),
-        };
-        write_chunks(fmt, csid, header, field, payload, self.chunk_size, out);
-        self.streams.insert(
-            csid,
-            OutStream {
-                timestamp: header.timestamp,
-                delta: (fmt != 0).then_some(field),
-                length,
-                type_id: header.type_id,
-                stream_id: header.stream_id,
-            },
-        );
-    }
-}
-
-/// Stateless encoding used by the fan-out path: first chunk fmt 0 (absolute timestamp),
-/// continuations fmt 3 (with the extended timestamp repeated on them when used, as ffmpeg and
-/// librtmp expect). The result can be shared by many connections with the same chunk size as long
-/// as the preceding message on this csid was also written by this function (or the connection's
-/// [`ChunkEncoder::reset_csid`] is called for it).
-///
-/// Same caller contract as [`ChunkEncoder::encode`]; `chunk_size` 0 is treated as 1.
-pub fn encode_standalone(
-    csid: u32,
-    header: &MessageHeader,
-    payload: &[u8],
-    chunk_size: u32,
-    out: &mut BytesMut,
-) {
-    if !valid_output(csid, payload) {
-        return;
-    }
-    let chunk_size = chunk_size.clamp(1, MAX_SPEC_CHUNK_SIZE);
-    write_chunks(0, csid, header, header.timestamp, payload, chunk_size, out);
-}
-
-fn valid_output(csid: u32, payload: &[u8]) -> bool {
-    let ok_csid = (MIN_CSID..=MAX_CSID).contains(&csid);
-    let ok_len = payload.len() <= MAX_MESSAGE_LENGTH as usize;
-    debug_assert!(ok_csid, "chunk stream id {csid} outside 2..=65599");
-    debug_assert!(ok_len, "message of {} bytes exceeds 24 bits", payload.len());
-    if !(ok_csid && ok_len) {
-        tracing::error!(
-            csid,
-            len = payload.len(),
-            "refusing to encode: bad chunk stream id or message length"
-        );
-    }
-    ok_csid && ok_len
-}
-
-fn basic_header_len(csid: u32) -> usize {
-    match csid {
-        0..=63 => 1,
-        64..=319 => 2,
-        _ => 3,
-    }
-}
-
-fn put_basic_header(out: &mut BytesMut, fmt: u8, csid: u32) {
-    let f = fmt << 6;
-    match csid {
-        0..=63 => out.put_u8(f | csid as u8),
-        64..=319 => {
-            out.put_u8(f);
-            out.put_u8((csid - 64) as u8);
-        }
-        _ => {
-            out.put_u8(f | 1);
-            out.put_u16_le((csid - 64) as u16);
-        }
-    }
-}
-
-fn put_u24(out: &mut BytesMut, v: u32) {
-    out.put_u8((v >> 16) as u8);
-    out.put_u8((v >> 8) as u8);
-    out.put_u8(v as u8);
-}
-
-/// Writes a message as chunks. `field` is the timestamp (fmt 0) or delta (fmt 1/2/3) the header
-/// stands for; the encoder only hands fmt 1/2/3 deltas below 0xFFFFFF.
-fn write_chunks(
-    fmt: u8,
-    csid: u32,
-    header: &MessageHeader,
-    field: u32,
-    payload: &[u8],
-    chunk_size: u32,
-    out: &mut BytesMut,
-) {
-    let extended = field >= EXTENDED_TIMESTAMP && fmt != 3;
-    let ext_len = if extended { 4 } else { 0 };
-    let bh = basic_header_len(csid);
-    let cs = chunk_size as usize;
-    let continuations = payload.len().saturating_sub(1) / cs;
-    out.reserve(
-        bh + MESSAGE_HEADER_LEN[usize::from(fmt)]
-            + ext_len
-            + payload.len()
-            + continuations * (bh + ext_len),
-    );
-
-    put_basic_header(out, fmt, csid);
-    if fmt < 3 {
-        put_u24(out, field.min(EXTENDED_TIMESTAMP));
-    }
-    if fmt < 2 {
-        put_u24(out, payload.len() as u32);
-        out.put_u8(header.type_id);
-    }
-    if fmt == 0 {
-        out.put_u32_le(header.stream_id);
-    }
-    if extended {
-        out.put_u32(field);
-    }
-    let mut chunks = payload.chunks(cs);
-    if let Some(first) = chunks.next() {
-        out.put_slice(first);
-    }
-    for chunk in chunks {
-        put_basic_header(out, 3, csid);
-        if extended {
-            // Repeated on continuations, as ffmpeg, librtmp and (per SRS's notes) Flash/FMLE/FMS
-            // write and read it.
-            out.put_u32(field);
-        }
-        out.put_slice(chunk);
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use crate::rtmp::chunk::header::{basic_header_len, put_basic_header};
+    use bytes::BufMut;
 
-    fn hdr(timestamp: u32, type_id: u8, stream_id: u32) -> MessageHeader {
+    pub(crate) fn hdr(timestamp: u32, type_id: u8, stream_id: u32) -> MessageHeader {
         MessageHeader {
             timestamp,
             type_id,
@@ -678,20 +415,20 @@ mod tests {
         }
     }
 
-    fn bh(fmt: u8, csid: u32) -> Vec<u8> {
+    pub(crate) fn bh(fmt: u8, csid: u32) -> Vec<u8> {
         let mut b = BytesMut::new();
         put_basic_header(&mut b, fmt, csid);
         b.to_vec()
     }
 
-    fn u24(v: u32) -> [u8; 3] {
+    pub(crate) fn u24(v: u32) -> [u8; 3] {
         [(v >> 16) as u8, (v >> 8) as u8, v as u8]
     }
 
     /// Hand-built chunk: basic header + message header fields for `fmt` + optional extended + data.
     /// One positional argument per wire field keeps the fixtures readable as byte layouts.
     #[allow(clippy::too_many_arguments)]
-    fn chunk(
+    pub(crate) fn chunk(
         fmt: u8,
         csid: u32,
         ts: u32,
@@ -719,7 +456,10 @@ mod tests {
         v
     }
 
-    fn decode_all(dec: &mut ChunkDecoder, bytes: &[u8]) -> Result<Vec<RawMessage>, ChunkError> {
+    pub(crate) fn decode_all(
+        dec: &mut ChunkDecoder,
+        bytes: &[u8],
+    ) -> Result<Vec<RawMessage>, ChunkError> {
         let mut buf = BytesMut::from(bytes);
         let mut out = Vec::new();
         while let Some(m) = dec.decode(&mut buf)? {
@@ -728,7 +468,7 @@ mod tests {
         Ok(out)
     }
 
-    fn decode_bytewise(
+    pub(crate) fn decode_bytewise(
         dec: &mut ChunkDecoder,
         bytes: &[u8],
     ) -> Result<Vec<RawMessage>, ChunkError> {
@@ -743,11 +483,11 @@ mod tests {
         Ok(out)
     }
 
-    fn dec() -> ChunkDecoder {
+    pub(crate) fn dec() -> ChunkDecoder {
         ChunkDecoder::new(ChunkLimits::default())
     }
 
-    fn payload(n: usize, seed: u8) -> Vec<u8> {
+    pub(crate) fn payload(n: usize, seed: u8) -> Vec<u8> {
         (0..n)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
             .collect()
@@ -820,33 +560,6 @@ mod tests {
     }
 
     #[test]
-    fn chunk_sizes_and_message_sizes_round_trip() {
-        for cs in [1u32, 128, 4096] {
-            let c = cs as usize;
-            let mut sizes = vec![0, 1, 2];
-            for k in 1..=3 {
-                sizes.extend([k * c - 1, k * c, k * c + 1]);
-            }
-            for size in sizes {
-                let mut enc = ChunkEncoder::new();
-                enc.set_chunk_size(cs);
-                let mut d = dec();
-                d.set_chunk_size(cs).unwrap();
-                let data = payload(size, 3);
-                let mut out = BytesMut::new();
-                enc.encode(5, &hdr(10, 9, 1), &data, &mut out);
-                // 1-byte basic header + 11-byte header, one more byte per extra chunk.
-                let chunks = size.div_ceil(c).max(1);
-                assert_eq!(out.len(), 12 + size + (chunks - 1), "cs {cs} size {size}");
-                let msgs = decode_all(&mut d, &out).unwrap();
-                assert_eq!(msgs.len(), 1, "cs {cs} size {size}");
-                assert_eq!(&msgs[0].payload[..], &data[..]);
-                assert_eq!(d.pending_bytes(), 0);
-            }
-        }
-    }
-
-    #[test]
     fn extended_timestamp_fmt0_single_chunk() {
         let ts = 0x0100_0000;
         let bytes = chunk(0, 4, EXTENDED_TIMESTAMP, 2, 8, 1, Some(ts), b"hi");
@@ -859,31 +572,6 @@ mod tests {
             decode_all(&mut dec(), &bytes).unwrap()[0].header.timestamp,
             0xFF_FFFF
         );
-    }
-
-    #[test]
-    fn extended_timestamp_repeated_on_continuations() {
-        // ffmpeg / librtmp / FMS layout.
-        let ts = 0x1234_5678;
-        let data = payload(300, 2);
-        let mut bytes = chunk(0, 6, EXTENDED_TIMESTAMP, 300, 9, 1, Some(ts), &data[..128]);
-        bytes.extend(chunk(3, 6, 0, 0, 0, 0, Some(ts), &data[128..256]));
-        bytes.extend(chunk(3, 6, 0, 0, 0, 0, Some(ts), &data[256..]));
-        for msgs in [
-            decode_all(&mut dec(), &bytes).unwrap(),
-            decode_bytewise(&mut dec(), &bytes).unwrap(),
-        ] {
-            assert_eq!(msgs.len(), 1);
-            assert_eq!(msgs[0].header.timestamp, ts);
-            assert_eq!(&msgs[0].payload[..], &data[..]);
-        }
-        // Our encoder writes the same bytes.
-        let mut out = BytesMut::new();
-        ChunkEncoder::new().encode(6, &hdr(ts, 9, 1), &data, &mut out);
-        assert_eq!(&out[..], &bytes[..]);
-        let mut out = BytesMut::new();
-        encode_standalone(6, &hdr(ts, 9, 1), &data, 128, &mut out);
-        assert_eq!(&out[..], &bytes[..]);
     }
 
     #[test]
@@ -955,45 +643,6 @@ mod tests {
         );
         let payloads: Vec<&[u8]> = msgs.iter().map(|m| &m.payload[..]).collect();
         assert_eq!(payloads, vec![b"a", b"b", b"c", b"d", b"e"]);
-    }
-
-    #[test]
-    fn timestamp_wraps() {
-        let mut bytes = chunk(0, 4, EXTENDED_TIMESTAMP, 1, 8, 1, Some(0xFFFF_FFF0), b"a");
-        bytes.extend(chunk(1, 4, 0x20, 1, 8, 0, None, b"b"));
-        bytes.extend(chunk(3, 4, 0, 0, 0, 0, None, b"c"));
-        let msgs = decode_all(&mut dec(), &bytes).unwrap();
-        let ts: Vec<u32> = msgs.iter().map(|m| m.header.timestamp).collect();
-        assert_eq!(ts, vec![0xFFFF_FFF0, 0x10, 0x30]);
-
-        // The encoder falls back to fmt 0 when the timestamp wraps; it still decodes.
-        let mut enc = ChunkEncoder::new();
-        let mut out = BytesMut::new();
-        enc.encode(4, &hdr(0xFFFF_FFF0, 8, 1), b"a", &mut out);
-        let second = out.len();
-        enc.encode(4, &hdr(0x10, 8, 1), b"b", &mut out);
-        assert_eq!(out[second] >> 6, 0);
-        let msgs = decode_all(&mut dec(), &out).unwrap();
-        assert_eq!(msgs[1].header.timestamp, 0x10);
-    }
-
-    #[test]
-    fn set_chunk_size_mid_stream() {
-        let big = payload(300, 4);
-        let mut enc = ChunkEncoder::new();
-        let mut out = BytesMut::new();
-        enc.encode(3, &hdr(0, 20, 0), &big, &mut out);
-        enc.set_chunk_size(4096);
-        enc.encode(3, &hdr(0, 20, 0), &big, &mut out);
-        let mut d = dec();
-        let mut buf = out;
-        let first = d.decode(&mut buf).unwrap().unwrap();
-        assert_eq!(&first.payload[..], &big[..]);
-        // Without the Set Chunk Size, the rest would be misread.
-        d.set_chunk_size(4096).unwrap();
-        let second = d.decode(&mut buf).unwrap().unwrap();
-        assert_eq!(&second.payload[..], &big[..]);
-        assert!(buf.is_empty());
     }
 
     #[test]
@@ -1134,19 +783,6 @@ mod tests {
     }
 
     #[test]
-    fn empty_messages_complete_immediately() {
-        let mut bytes = chunk(0, 4, 1, 0, 18, 1, None, b"");
-        bytes.extend(chunk(3, 4, 0, 0, 0, 0, None, b""));
-        let msgs = decode_all(&mut dec(), &bytes).unwrap();
-        assert_eq!(msgs.len(), 2);
-        assert!(msgs.iter().all(|m| m.payload.is_empty()));
-        assert_eq!(msgs[1].header.timestamp, 2);
-        let mut out = BytesMut::new();
-        ChunkEncoder::new().encode(4, &hdr(1, 18, 1), b"", &mut out);
-        assert_eq!(out.len(), 12);
-    }
-
-    #[test]
     fn incomplete_chunk_leaves_buffer_untouched() {
         let data = payload(200, 8);
         let mut bytes = chunk(0, 6, 0, 200, 9, 1, None, &data[..128]);
@@ -1169,322 +805,5 @@ mod tests {
         let base = buf.as_ptr() as usize;
         let m = dec().decode(&mut buf).unwrap().unwrap();
         assert_eq!(m.payload.as_ptr() as usize, base + 12);
-    }
-
-    #[test]
-    fn bytewise_equals_all_at_once() {
-        let mut enc = ChunkEncoder::new();
-        enc.set_chunk_size(50);
-        let mut out = BytesMut::new();
-        let mut t = 0u32;
-        for i in 0..40u32 {
-            t = t.wrapping_add([0, 33, 40, 0x0100_0000][i as usize % 4]);
-            let csid = [3, 4, 64, 320][i as usize % 4];
-            let size = [0usize, 10, 50, 51, 170][i as usize % 5];
-            let data = payload(size, i as u8);
-            enc.encode(csid, &hdr(t, 8 + (i % 2) as u8, 1), &data, &mut out);
-        }
-        encode_standalone(7, &hdr(0x0300_0000, 9, 1), &payload(120, 1), 50, &mut out);
-        let mut a = dec();
-        a.set_chunk_size(50).unwrap();
-        let mut b = dec();
-        b.set_chunk_size(50).unwrap();
-        let all = decode_all(&mut a, &out).unwrap();
-        assert_eq!(all.len(), 41);
-        assert_eq!(all, decode_bytewise(&mut b, &out).unwrap());
-    }
-
-    #[test]
-    fn encoder_header_compression() {
-        let mut enc = ChunkEncoder::new();
-        let mut out = BytesMut::new();
-        let mut fmts = Vec::new();
-        let mut push = |enc: &mut ChunkEncoder, h: MessageHeader, len: usize| {
-            let at = out.len();
-            enc.encode(4, &h, &vec![0u8; len], &mut out);
-            fmts.push(out[at] >> 6);
-        };
-        push(&mut enc, hdr(100, 8, 1), 10); // first: fmt 0
-        push(&mut enc, hdr(200, 8, 1), 10); // same len/type, delta 100 == fmt 0 ts: still fmt 2
-        push(&mut enc, hdr(300, 8, 1), 10); // same delta: fmt 3
-        push(&mut enc, hdr(320, 8, 1), 11); // new length: fmt 1
-        push(&mut enc, hdr(340, 9, 1), 11); // new type: fmt 1
-        push(&mut enc, hdr(360, 9, 1), 11); // same delta: fmt 3
-        push(&mut enc, hdr(350, 9, 1), 11); // backwards: fmt 0
-        push(&mut enc, hdr(360, 9, 2), 11); // new stream id: fmt 0
-        push(&mut enc, hdr(360 + 0x0100_0000, 9, 2), 11); // extended delta: fmt 0
-        push(&mut enc, hdr(370 + 0x0100_0000, 9, 2), 11); // small delta after: fmt 2
-        assert_eq!(fmts, vec![0, 2, 3, 1, 1, 3, 0, 0, 0, 2]);
-        let msgs = decode_all(&mut dec(), &out).unwrap();
-        let ts: Vec<u32> = msgs.iter().map(|m| m.header.timestamp).collect();
-        assert_eq!(
-            ts,
-            vec![
-                100,
-                200,
-                300,
-                320,
-                340,
-                360,
-                350,
-                360,
-                360 + 0x0100_0000,
-                370 + 0x0100_0000
-            ]
-        );
-        assert_eq!(msgs[7].header.stream_id, 2);
-        // reset_csid forces a full header again.
-        let at = out.len();
-        enc.reset_csid(4);
-        enc.encode(4, &hdr(380 + 0x0100_0000, 9, 2), &[0; 11], &mut out);
-        assert_eq!(out[at] >> 6, 0);
-    }
-
-    #[test]
-    fn standalone_interleaved_with_encoder_output() {
-        let mut enc = ChunkEncoder::new();
-        enc.set_chunk_size(100);
-        let mut out = BytesMut::new();
-        let media = payload(250, 3);
-        let mut expected = Vec::new();
-        for i in 0..6u32 {
-            let h = hdr(i * 40, 20, 0);
-            enc.encode(3, &h, b"cmd", &mut out);
-            expected.push((3, h, b"cmd".to_vec()));
-            let h = hdr(i * 40 + 0x00FF_FFF0, 9, 1);
-            encode_standalone(6, &h, &media, 100, &mut out);
-            expected.push((6, h, media.clone()));
-            let h = hdr(i * 23, 8, 1);
-            encode_standalone(320, &h, &media[..30], 100, &mut out);
-            expected.push((320, h, media[..30].to_vec()));
-        }
-        let mut d = dec();
-        d.set_chunk_size(100).unwrap();
-        let got: Vec<_> = decode_all(&mut d, &out)
-            .unwrap()
-            .into_iter()
-            .map(|m| (m.csid, m.header, m.payload.to_vec()))
-            .collect();
-        assert_eq!(got, expected);
-    }
-
-    /// AMF0 string without the type marker.
-    fn amf_key(v: &mut Vec<u8>, s: &str) {
-        v.extend_from_slice(&(s.len() as u16).to_be_bytes());
-        v.extend_from_slice(s.as_bytes());
-    }
-
-    fn amf_string(v: &mut Vec<u8>, s: &str) {
-        v.push(0x02);
-        amf_key(v, s);
-    }
-
-    #[test]
-    fn ffmpeg_connect_fixture() {
-        // The connect command ffmpeg's gen_connect builds for a publisher, written as
-        // ff_rtmp_packet_write does on a fresh RTMP_SYSTEM_CHANNEL (csid 3): fmt 0 header with
-        // timestamp 0 and stream id 0, 128-byte chunks, 0xC3 continuation markers.
-        let mut body = Vec::new();
-        amf_string(&mut body, "connect");
-        body.push(0x00);
-        body.extend_from_slice(&1.0f64.to_be_bytes());
-        body.push(0x03);
-        amf_key(&mut body, "app");
-        amf_string(&mut body, "live");
-        amf_key(&mut body, "type");
-        amf_string(&mut body, "nonprivate");
-        amf_key(&mut body, "flashVer");
-        amf_string(&mut body, "FMLE/3.0 (compatible; Lavf61.7.100)");
-        amf_key(&mut body, "tcUrl");
-        amf_string(&mut body, "rtmp://127.0.0.1:1935/live");
-        body.extend_from_slice(&[0x00, 0x00, 0x09]);
-        assert!(body.len() > 128 && body.len() <= 256);
-
-        let mut wire = vec![0x03, 0x00, 0x00, 0x00];
-        wire.extend_from_slice(&u24(body.len() as u32));
-        wire.push(0x14);
-        wire.extend_from_slice(&[0, 0, 0, 0]);
-        wire.extend_from_slice(&body[..128]);
-        wire.push(0xC3);
-        wire.extend_from_slice(&body[128..]);
-
-        let msgs = decode_all(&mut dec(), &wire).unwrap();
-        assert_eq!(msgs.len(), 1);
-        assert_eq!(msgs[0].csid, 3);
-        assert_eq!(msgs[0].header, hdr(0, 20, 0));
-        assert_eq!(&msgs[0].payload[..], &body[..]);
-        assert_eq!(decode_bytewise(&mut dec(), &wire).unwrap(), msgs);
-
-        // And our encoder produces the identical bytes.
-        let mut out = BytesMut::new();
-        ChunkEncoder::new().encode(3, &hdr(0, 20, 0), &body, &mut out);
-        assert_eq!(&out[..], &wire[..]);
-    }
-
-    #[derive(Debug, Clone)]
-    enum Op {
-        Msg {
-            csid: u32,
-            dt: u32,
-            type_id: u8,
-            stream_id: u32,
-            len: usize,
-            standalone: bool,
-        },
-        ChunkSize(u32),
-    }
-
-    fn op() -> impl Strategy<Value = Op> {
-        let csid = prop_oneof![
-            Just(2u32),
-            Just(3),
-            Just(63),
-            Just(64),
-            Just(319),
-            Just(320),
-            Just(65_599),
-            2u32..400,
-        ];
-        let dt = prop_oneof![
-            Just(0u32),
-            0u32..100,
-            Just(0xFF_FFFF),
-            0x00FF_FFF0u32..0x0100_0010,
-            any::<u32>(),
-        ];
-        prop_oneof![
-            8 => (csid, dt, prop_oneof![Just(8u8), Just(9), Just(20)], 0u32..3, 0usize..700, any::<bool>())
-                .prop_map(|(csid, dt, type_id, stream_id, len, standalone)| Op::Msg {
-                    csid, dt, type_id, stream_id, len, standalone
-                }),
-            1 => prop_oneof![Just(1u32), 2u32..300, Just(128), Just(4096)].prop_map(Op::ChunkSize),
-        ]
-    }
-
-    proptest! {
-        #[test]
-        fn prop_round_trip(ops in proptest::collection::vec(op(), 1..40), split in any::<u64>()) {
-            let mut enc = ChunkEncoder::new();
-            let mut d = dec();
-            let mut d2 = dec();
-            let mut wire = BytesMut::new();
-            let mut stream = BytesMut::new();
-            let mut got = Vec::new();
-            let mut expected = Vec::new();
-            let mut clock: HashMap<u32, u32> = HashMap::new();
-            let mut seed = split;
-            for (i, op) in ops.iter().enumerate() {
-                match op {
-                    Op::ChunkSize(cs) => {
-                        // The sender changes its size after all it wrote before is read.
-                        enc.set_chunk_size(*cs);
-                        while let Some(m) = d.decode(&mut wire).unwrap() {
-                            got.push(m);
-                        }
-                        prop_assert!(wire.is_empty());
-                        d.set_chunk_size(*cs).unwrap();
-                        stream.extend_from_slice(&[0xFF]); // marker for the byte-split replay
-                        stream.extend_from_slice(&cs.to_be_bytes());
-                    }
-                    Op::Msg { csid, dt, type_id, stream_id, len, standalone } => {
-                        let t = clock.entry(*csid).or_insert(0);
-                        *t = t.wrapping_add(*dt);
-                        let h = hdr(*t, *type_id, *stream_id);
-                        let data = payload(*len, i as u8);
-                        let mut out = BytesMut::new();
-                        if *standalone {
-                            encode_standalone(*csid, &h, &data, enc.chunk_size(), &mut out);
-                            enc.reset_csid(*csid);
-                        } else {
-                            enc.encode(*csid, &h, &data, &mut out);
-                        }
-                        stream.extend_from_slice(&[0x00]);
-                        stream.extend_from_slice(&(out.len() as u32).to_be_bytes());
-                        stream.extend_from_slice(&out);
-                        wire.extend_from_slice(&out);
-                        expected.push(RawMessage { csid: *csid, header: h, payload: Bytes::from(data) });
-                        // Feed in random pieces.
-                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                        if seed >> 60 != 0 {
-                            while let Some(m) = d.decode(&mut wire).unwrap() {
-                                got.push(m);
-                            }
-                        }
-                    }
-                }
-            }
-            while let Some(m) = d.decode(&mut wire).unwrap() {
-                got.push(m);
-            }
-            prop_assert!(wire.is_empty());
-            prop_assert_eq!(d.pending_bytes(), 0);
-            prop_assert_eq!(&got, &expected);
-
-            // Replay byte by byte.
-            let mut got2 = Vec::new();
-            let mut rd = &stream[..];
-            let mut buf = BytesMut::new();
-            while !rd.is_empty() {
-                let tag = rd.get_u8();
-                let n = rd.get_u32() as usize;
-                if tag == 0xFF {
-                    d2.set_chunk_size(n as u32).unwrap();
-                    continue;
-                }
-                for &b in &rd[..n] {
-                    buf.put_u8(b);
-                    while let Some(m) = d2.decode(&mut buf).unwrap() {
-                        got2.push(m);
-                    }
-                }
-                rd.advance(n);
-            }
-            prop_assert_eq!(&got2, &expected);
-        }
-
-        #[test]
-        fn prop_arbitrary_bytes_never_panic(
-            bytes in proptest::collection::vec(any::<u8>(), 0..2048),
-            cs in prop_oneof![Just(1u32), 1u32..300],
-            piece in 1usize..64,
-        ) {
-            let mut d = ChunkDecoder::new(ChunkLimits {
-                max_message_size: 4096,
-                max_chunk_size: 4096,
-                max_chunk_streams: 8,
-            });
-            d.set_chunk_size(cs).unwrap();
-            let mut buf = BytesMut::new();
-            'outer: for p in bytes.chunks(piece) {
-                buf.extend_from_slice(p);
-                loop {
-                    match d.decode(&mut buf) {
-                        Ok(Some(m)) => prop_assert!(m.payload.len() <= 4096),
-                        Ok(None) => break,
-                        Err(_) => break 'outer,
-                    }
-                }
-            }
-            prop_assert!(d.pending_bytes() <= 8 * 4096);
-        }
-
-        #[test]
-        fn prop_mutated_streams_never_panic(
-            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
-        ) {
-            let mut enc = ChunkEncoder::new();
-            enc.set_chunk_size(16);
-            let mut out = BytesMut::new();
-            for i in 0..10u32 {
-                enc.encode(3 + i % 3, &hdr(i * 0x0080_0000, 9, 1), &payload(40, i as u8), &mut out);
-            }
-            for (at, v) in flips {
-                let n = out.len();
-                out[at % n] = v;
-            }
-            let mut d = dec();
-            d.set_chunk_size(16).unwrap();
-            let _ = decode_all(&mut d, &out);
-        }
     }
 }

@@ -1,0 +1,377 @@
+//! The tables of the config file, one struct each, with their defaults and the checks that
+//! belong to one table alone (address lists, the admin token file).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::ConfigError;
+use crate::media::{MediaConfig, TakeoverPolicy};
+use crate::rtmp::amf::AmfLimits;
+use crate::rtmp::chunk::ChunkLimits;
+
+/// `[http]`: RTMPT (RTMP tunnelled over HTTP) — the plain HTTP listeners and the tunnel limits,
+/// which also apply to RTMPT sniffed on the RTMP listeners.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Addresses serving RTMPT only. `--http` replaces this list. The default `0.0.0.0:80`
+    /// is optional: when it cannot be bound the gateway warns and carries on.
+    pub listen: Vec<SocketAddr>,
+    /// Body of the `/fcs/ident2` reply; unset answers 404 as most servers do.
+    pub ident: Option<String>,
+    /// How long an idle poll is held waiting for data: `low` (128 ms), `medium` (512 ms) or
+    /// `high` (1024 ms) — FMS's latency presets. Longer means fewer requests.
+    pub latency: Latency,
+    /// Tunnel sessions open at once, over all clients.
+    pub max_sessions: usize,
+    /// Tunnel sessions one client IP may hold.
+    pub max_sessions_per_ip: usize,
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Most RTMP bytes returned in one reply.
+    pub max_reply_bytes: usize,
+    /// Bytes buffered per session in each direction; a tunnel player that stops polling fills
+    /// this and then skips to the next keyframe like a TCP player.
+    pub session_buffer_bytes: usize,
+    /// A session that sees no request for this long is closed and freed.
+    pub session_idle_timeout_secs: u64,
+    /// How long a request that arrived ahead of its sequence number waits for the missing one.
+    pub reorder_wait_ms: u64,
+}
+
+/// RTMPT idle-poll latency presets, as FMS named them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Latency {
+    Low,
+    Medium,
+    High,
+}
+
+impl Latency {
+    /// Longest time an idle poll is held open waiting for data.
+    pub fn idle_hold(self) -> Duration {
+        Duration::from_millis(match self {
+            Latency::Low => 128,
+            Latency::Medium => 512,
+            Latency::High => 1024,
+        })
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: vec![HttpSection::DEFAULT_LISTEN],
+            ident: None,
+            latency: Latency::Low,
+            max_sessions: 10_000,
+            max_sessions_per_ip: 64,
+            max_body_bytes: 1 << 20,
+            max_reply_bytes: 256 * 1024,
+            session_buffer_bytes: 1 << 20,
+            session_idle_timeout_secs: 30,
+            reorder_wait_ms: 2000,
+        }
+    }
+}
+
+impl HttpSection {
+    /// The embedded default HTTP listener (FMS served RTMPT on 80).
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 80);
+}
+
+/// `[tls]`: a PEM certificate chain and key enable RTMPS and RTMPTS on every listener.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// PEM certificate chain, leaf first. Re-read on SIGHUP.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1). Re-read on SIGHUP.
+    pub key: Option<PathBuf>,
+}
+
+/// `[rtmp]`: listeners, protocol parameters and per-connection limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtmpConfig {
+    /// Addresses to accept RTMP on. `--rtmp` replaces this list.
+    pub listen: Vec<SocketAddr>,
+    /// Chunk size the server writes with (128..=65536).
+    pub chunk_size: u32,
+    /// Window Acknowledgement Size announced to clients.
+    pub window_ack_size: u32,
+    /// Set Peer Bandwidth announced to clients.
+    pub peer_bandwidth: u32,
+    /// Seconds of silence before a client is pinged.
+    pub ping_interval_secs: u64,
+    /// Seconds a pinged client may stay silent before it is dropped.
+    pub ping_timeout_secs: u64,
+    /// Seconds a new connection has to complete the handshake and send `connect`.
+    pub handshake_timeout_secs: u64,
+    /// Seconds a write to a client may stall before the client is dropped.
+    pub write_timeout_secs: u64,
+    /// Connections served at once; more are closed on accept.
+    pub max_connections: usize,
+    /// Connections served at once from one IP address; more from that address are closed on
+    /// accept, so one host cannot take every slot.
+    pub max_connections_per_ip: usize,
+    /// Largest message a client may send, in bytes.
+    pub max_message_size: u32,
+    /// Largest Set Chunk Size a client may ask for.
+    pub max_chunk_size: u32,
+    /// Chunk stream ids one connection may use.
+    pub max_chunk_streams: usize,
+    /// Bytes of half-received messages one connection may have buffered in total.
+    pub max_partial_bytes: usize,
+    /// NetStreams one connection may create.
+    pub max_streams_per_connection: u32,
+    /// AMF nesting depth accepted in commands and data.
+    pub amf_max_depth: usize,
+    /// Entries in one AMF object, array or collection.
+    pub amf_max_collection_len: usize,
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        let chunk = ChunkLimits::default();
+        let amf = AmfLimits::default();
+        RtmpConfig {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 1935))],
+            chunk_size: 4096,
+            window_ack_size: 2_500_000,
+            peer_bandwidth: 2_500_000,
+            ping_interval_secs: 15,
+            ping_timeout_secs: 15,
+            handshake_timeout_secs: 10,
+            write_timeout_secs: 30,
+            max_connections: 10_000,
+            max_connections_per_ip: 2_000,
+            max_message_size: chunk.max_message_size,
+            max_chunk_size: chunk.max_chunk_size,
+            max_chunk_streams: chunk.max_chunk_streams,
+            max_partial_bytes: 32 << 20,
+            max_streams_per_connection: 16,
+            amf_max_depth: amf.max_depth,
+            amf_max_collection_len: amf.max_collection_len,
+        }
+    }
+}
+
+/// `[media]`: fan-out and cache behaviour.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaSection {
+    /// Keep the GOP since the last keyframe so late players start at once.
+    pub gop_cache: bool,
+    pub gop_cache_max_bytes: usize,
+    pub gop_cache_max_frames: usize,
+    /// Messages buffered per stream for players; a player further behind skips to the next
+    /// keyframe.
+    pub player_queue: usize,
+    /// A player that has to skip more than this many times within `player_skip_window_secs`
+    /// is disconnected.
+    pub player_max_skips: usize,
+    pub player_skip_window_secs: u64,
+    /// Players collect media for this many milliseconds and write it in one go; 0 writes
+    /// each message as it arrives. Adds up to this much latency, saves most of the CPU.
+    pub merge_window_ms: u64,
+    /// A second publisher of a live name: `refuse`, `idle` (take over when the current
+    /// publisher has sent nothing for `takeover_idle_secs`) or `always`.
+    pub takeover: TakeoverPolicy,
+    pub takeover_idle_secs: u64,
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        let m = MediaConfig::default();
+        MediaSection {
+            gop_cache: m.gop_cache,
+            gop_cache_max_bytes: m.gop_cache_max_bytes,
+            gop_cache_max_frames: m.gop_cache_max_frames,
+            player_queue: m.player_queue,
+            player_max_skips: 10,
+            player_skip_window_secs: 60,
+            merge_window_ms: 100,
+            takeover: m.takeover,
+            takeover_idle_secs: m.takeover_idle.as_secs(),
+        }
+    }
+}
+
+/// `[admin]`: the management listener (JSON API, metrics, dashboard), private by default.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve the admin listener at all.
+    pub enabled: bool,
+    /// Address of the admin listener. `--admin` replaces it.
+    pub listen: SocketAddr,
+    /// Source networks allowed to connect (CIDR; a bare address means a single host).
+    /// Everyone else is closed on accept, before a byte is read. `--admin-allow` replaces it.
+    pub allow: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed; the forwarded client address must
+    /// then be in `allow` too. Empty: the header is ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Bearer token every request must carry. Prefer `token_file` or the
+    /// `WASMGATE_ADMIN_TOKEN` environment variable, which keep it out of `ps` and of this file.
+    pub token: Option<String>,
+    /// File holding the bearer token (surrounding whitespace is trimmed).
+    pub token_file: Option<PathBuf>,
+    /// PEM certificate chain; with `tls_key` the listener speaks HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Admin connections served at once; more are closed on accept.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers, and idle time before a kept-alive
+    /// connection is closed.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 1111)),
+            allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            trusted_proxies: Vec::new(),
+            token: None,
+            token_file: None,
+            tls_cert: None,
+            tls_key: None,
+            max_connections: 64,
+            request_timeout_secs: 10,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The allowlist as networks; errors name the key and entry.
+    pub fn allow_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        parse_nets("admin.allow", &self.allow)
+    }
+
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        parse_nets("admin.trusted_proxies", &self.trusted_proxies)
+    }
+
+    /// The bearer token: `token`, else the contents of `token_file`; `None` means no auth.
+    pub fn resolve_token(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(t) = &self.token {
+            return Ok(Some(t.clone()));
+        }
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: format!("admin.token_file {}", path.display()),
+            source,
+        })?;
+        let t = text.trim();
+        if t.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: "admin.token_file".into(),
+                message: format!("{} is empty", path.display()),
+            });
+        }
+        Ok(Some(t.to_owned()))
+    }
+}
+
+/// Parses CIDRs or bare addresses (`10.0.0.0/8`, `::1`, `192.0.2.7`).
+fn parse_nets(key: &str, entries: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    entries
+        .iter()
+        .map(|e| {
+            let e = e.trim();
+            e.parse::<ipnet::IpNet>()
+                .or_else(|_| e.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| ConfigError::Invalid {
+                    path: key.into(),
+                    message: format!("{e:?} is not a CIDR network or an IP address"),
+                })
+        })
+        .collect()
+}
+
+/// What happens to an event when its application fails (trap, deadline, memory cap).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailurePolicy {
+    /// Deny: a connect is rejected with "application error", a publish/play denied.
+    #[default]
+    Closed,
+    /// Allow as if the app had accepted.
+    Open,
+}
+
+/// How apps without a module (no `DIR/<app>/app.wasm`) are served.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownApps {
+    /// The default live application: anyone may connect, publish and play.
+    #[default]
+    Live,
+    /// Connects are rejected ("No such application.").
+    Deny,
+}
+
+/// `[apps]`: WebAssembly applications (see README "Applications").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppsConfig {
+    /// The apps folder: `DIR/<app>/app.wasm` + `DIR/<app>/app.toml`. `--apps` sets it. None:
+    /// every app is the default live app and no Wasm engine is started.
+    pub dir: Option<PathBuf>,
+    /// Apps without a module: `live` (default behaviour) or `deny`.
+    pub unknown_apps: UnknownApps,
+    /// Milliseconds one guest call may run (an app's `[limits] deadline_ms` overrides it).
+    pub deadline_ms: u64,
+    /// Linear memory one instance may use, in MiB (`[limits] memory_mib` overrides it).
+    pub memory_mib: u64,
+    /// `closed` (default) or `open` (`[limits] failure_policy` overrides it).
+    pub failure_policy: FailurePolicy,
+    /// The most any app may set `memory_mib` to; sizes the pooling allocator's slots.
+    pub max_memory_mib: u64,
+    /// Instances (of all apps) alive at once; also sizes the pooling allocator.
+    pub max_instances: u32,
+    /// Events queued per instance; more are refused (as a failure of that event).
+    pub queue: usize,
+    /// Where compiled modules are cached, keyed by module digest and engine. Default:
+    /// `<temp dir>/wasmgate-cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// Watch the apps folder and reload an app when its files change.
+    pub watch: bool,
+    /// Quiet time after a change before the app is reloaded.
+    pub reload_debounce_ms: u64,
+    /// Longest wait before a failed instance is recreated (backoff doubles from 100 ms).
+    pub restart_backoff_max_ms: u64,
+    /// Seconds an instance without clients stays alive before it is stopped.
+    pub instance_idle_secs: u64,
+}
+
+impl Default for AppsConfig {
+    fn default() -> Self {
+        AppsConfig {
+            dir: None,
+            unknown_apps: UnknownApps::Live,
+            deadline_ms: 100,
+            memory_mib: 64,
+            failure_policy: FailurePolicy::Closed,
+            max_memory_mib: 512,
+            max_instances: 128,
+            queue: 1024,
+            cache_dir: None,
+            watch: true,
+            reload_debounce_ms: 200,
+            restart_backoff_max_ms: 10_000,
+            instance_idle_secs: 60,
+        }
+    }
+}
