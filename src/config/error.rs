@@ -1,7 +1,7 @@
 //! The one error type of configuration loading: a file that cannot be read, or a key whose
 //! value is refused (named by its dotted path).
 
-/// Why a config was not loaded: the file is unreadable, or a value (named by its dotted key) is refused.
+/// Why a config was not loaded: the file is unreadable, or a value (named by its key) is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
