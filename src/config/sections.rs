@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::ConfigError;
-use crate::media::{MediaConfig, TakeoverPolicy};
+use crate::media::{MediaConfig, RecordMode, TakeoverPolicy};
 use crate::rtmp::amf::AmfLimits;
 use crate::rtmp::chunk::ChunkLimits;
 
@@ -184,6 +184,12 @@ pub struct MediaSection {
     /// publisher has sent nothing for `takeover_idle_secs`) or `always`.
     pub takeover: TakeoverPolicy,
     pub takeover_idle_secs: u64,
+    /// Which publishes are recorded to FLV: `off`, `all` (every publish) or `manual` (publish
+    /// types `record` and `append`).
+    pub record: RecordMode,
+    /// Where recordings go: `<record_dir>/<app>/<instance>/<name>.flv` (relative to the
+    /// working directory unless absolute; created when the first recording starts).
+    pub record_dir: PathBuf,
 }
 
 impl Default for MediaSection {
@@ -199,6 +205,8 @@ impl Default for MediaSection {
             merge_window_ms: 100,
             takeover: m.takeover,
             takeover_idle_secs: m.takeover_idle.as_secs(),
+            record: RecordMode::Off,
+            record_dir: PathBuf::from("recordings"),
         }
     }
 }

@@ -20,6 +20,7 @@ use super::playback::Plays;
 use crate::apps::{APP_ERROR, ClientMeta, DataOutcome, InstanceHandle, Route, ToActor, ToConn};
 use crate::config::FailurePolicy;
 use crate::gateway::{ClientEntry, Core};
+use crate::media::record::{self, Recording};
 use crate::media::{Player, PublishError, Publisher, StreamKey, TooSlow};
 use crate::rtmp::amf::{Amf0Value, encode_amf0_all};
 use crate::rtmp::command::{AppPath, ConnectRequest, StreamName};
@@ -138,6 +139,8 @@ struct Conn {
     session: Session,
     app: Option<AppPath>,
     publishers: HashMap<u32, Publisher>,
+    /// Recordings of this connection's publishes; dropping one finishes its file.
+    recordings: HashMap<u32, Recording>,
     plays: Plays,
     out: Vec<Bytes>,
     bytes_out: u64,
@@ -176,6 +179,7 @@ impl Conn {
             core,
             app: None,
             publishers: HashMap::new(),
+            recordings: HashMap::new(),
             plays: Plays::default(),
             out: Vec::new(),
             bytes_out: 0,
@@ -387,6 +391,7 @@ impl Conn {
                 },
                 Event::Unpublish { stream_id } => {
                     self.publish_pending.remove(&stream_id);
+                    self.recordings.remove(&stream_id);
                     if let Some(p) = self.publishers.remove(&stream_id) {
                         info!(stream = %p.key(), "unpublished");
                         if let Some(link) = &self.link {
@@ -668,6 +673,7 @@ impl Conn {
         {
             // Another connection took this stream over.
             self.publishers.remove(&stream_id);
+            self.recordings.remove(&stream_id);
             self.session.send_status(
                 stream_id,
                 "error",
@@ -788,9 +794,30 @@ impl Conn {
 
     fn start_publish(&mut self, stream_id: u32, name: StreamName, kind: &str) {
         let key = self.key(&name);
-        if kind != "live" {
-            // Recording is not offered yet; publish live and say so once.
-            debug!(kind, "publish type treated as live");
+        let config = self.core.config();
+        let media = &config.media;
+        let record_to = if record::should_record(media.record, kind) {
+            match record::record_path(&media.record_dir, &key) {
+                Ok(path) => Some(path),
+                Err(e) => {
+                    warn!(stream = %key, error = %e, "publish refused");
+                    self.session.publish_rejected(
+                        stream_id,
+                        "NetStream.Publish.BadName",
+                        &e.to_string(),
+                    );
+                    return;
+                }
+            }
+        } else {
+            if kind != "live" {
+                debug!(kind, mode = ?media.record, "not recorded under this record mode");
+            }
+            None
+        };
+        if kind == "append" && record_to.is_some() {
+            // Appending to an earlier file is not offered yet: a new file is written.
+            warn!(stream = %key, "publish type append records to a new file (appending is not supported yet)");
         }
         match self
             .core
@@ -806,6 +833,16 @@ impl Conn {
                 }
                 self.publishers.insert(stream_id, p);
                 self.session.publish_started(stream_id);
+                if let Some(path) = record_to {
+                    let rec = record::spawn(self.core.registry(), key.clone(), path);
+                    self.recordings.insert(stream_id, rec);
+                    self.session.send_status(
+                        stream_id,
+                        "status",
+                        "NetStream.Record.Start",
+                        &format!("Recording {}.", name.name),
+                    );
+                }
             }
             Err(PublishError::InUse(_)) => {
                 warn!(stream = %key, "publish refused: name in use");

@@ -8,15 +8,18 @@
 //!
 //! Seams for what comes next: a [`StreamSource`] feeds a stream (an RTMP publisher today;
 //! relays and file loops later), a [`MediaSink`] receives one player's frames through a
-//! [`Playback`] (an RTMP session today; HTTP-FLV, HLS and recording later).
+//! [`Playback`] (an RTMP session and a recording to FLV, [`record`], today; HTTP-FLV and HLS
+//! later).
 
 pub mod codec;
 pub mod player;
+pub mod record;
 pub mod registry;
 pub mod sink;
 pub mod source;
 
 pub use player::{Admit, Player};
+pub use record::RecordMode;
 pub use registry::{
     Frame, MediaConfig, MediaItem, PublishError, Publisher, Registry, StreamKey, StreamStats,
     Subscription, TakeoverPolicy,

@@ -392,9 +392,21 @@ impl Registry {
 
     /// Joins `key` as a player. A stream with no publisher yet is created and waited on.
     pub fn play(self: &Arc<Self>, key: StreamKey) -> Subscription {
+        self.subscribe(key, true)
+    }
+
+    /// Like [`Registry::play`] for a sink that is not a viewer (a recording): not counted in
+    /// the stream's players, and it does not keep an unpublished stream alive.
+    pub fn tap(self: &Arc<Self>, key: StreamKey) -> Subscription {
+        self.subscribe(key, false)
+    }
+
+    fn subscribe(self: &Arc<Self>, key: StreamKey, counted: bool) -> Subscription {
         let stream = self.entry(&key);
         let mut st = lock(&stream.state);
-        st.players += 1;
+        if counted {
+            st.players += 1;
+        }
         // Snapshot and subscribe under the same lock the publisher takes, so the player sees
         // neither a gap nor a duplicate between the cached preamble and the live ring.
         let live = st.publisher.is_some();
@@ -416,6 +428,7 @@ impl Registry {
             guard: PlayerGuard {
                 registry: self.clone(),
                 stream,
+                counted,
             },
         }
     }
@@ -447,6 +460,8 @@ pub struct Subscription {
 pub struct PlayerGuard {
     registry: Arc<Registry>,
     stream: Arc<Stream>,
+    /// Counted in the stream's players (see [`Registry::tap`]).
+    counted: bool,
 }
 
 impl PlayerGuard {
@@ -457,7 +472,7 @@ impl PlayerGuard {
 
 impl Drop for PlayerGuard {
     fn drop(&mut self) {
-        {
+        if self.counted {
             let mut st = lock(&self.stream.state);
             st.players = st.players.saturating_sub(1);
         }

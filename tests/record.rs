@@ -1,0 +1,270 @@
+//! Recording live streams to FLV: ffmpeg publishes under `record = "all"`, the project's client
+//! publishes with FMS's `record` type under `record = "manual"`; the files are checked with
+//! ffprobe and by reading their `onMetaData` keyframe index back.
+
+mod common;
+mod gateway;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use gateway::{Gateway, wait};
+use wasmgate::client::RtmpClient;
+use wasmgate::config::Config;
+use wasmgate::media::RecordMode;
+use wasmgate::rtmp::amf::{Amf0Value, AmfLimits, decode_amf0_all};
+
+#[test]
+fn the_example_config_records_everything() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/record.toml");
+    let cfg = Config::from_file(&path).unwrap();
+    assert_eq!(cfg.media.record, RecordMode::All);
+    assert_eq!(cfg.media.record_dir, Path::new("recordings"));
+    assert_eq!(Config::default().media.record, RecordMode::Off);
+}
+
+fn recording_gateway(mode: RecordMode, dir: &Path) -> Gateway {
+    let mut cfg = Config::default();
+    cfg.media.record = mode;
+    cfg.media.record_dir = dir.to_owned();
+    Gateway::start_with(cfg)
+}
+
+/// Waits until `path` exists and its `.part` is gone (the recording finished).
+fn wait_finished(path: &Path) -> bool {
+    let part = PathBuf::from(format!("{}.part", path.display()));
+    wait(Duration::from_secs(20), || path.exists() && !part.exists())
+}
+
+/// The tags of an FLV file: (type, timestamp, offset of the tag, body).
+fn flv_tags(bytes: &[u8]) -> Vec<(u8, u32, usize, &[u8])> {
+    assert_eq!(&bytes[..3], b"FLV", "not an FLV file");
+    let mut tags = Vec::new();
+    let mut at = 13;
+    while at + 11 <= bytes.len() {
+        let size = u32::from_be_bytes([0, bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+        let ts = u32::from_be_bytes([bytes[at + 7], bytes[at + 4], bytes[at + 5], bytes[at + 6]]);
+        if at + 11 + size + 4 > bytes.len() {
+            break;
+        }
+        tags.push((bytes[at], ts, at, &bytes[at + 11..at + 11 + size]));
+        at += 11 + size + 4;
+    }
+    tags
+}
+
+fn numbers(v: Option<&Amf0Value>) -> Vec<f64> {
+    match v {
+        Some(Amf0Value::StrictArray(items)) => items.iter().filter_map(Amf0Value::as_f64).collect(),
+        other => panic!("expected a strict array, got {other:?}"),
+    }
+}
+
+/// Checks the file's first tag is `onMetaData` with the true file size, a duration near
+/// `expect_secs`, and a keyframe index whose every position is a video keyframe tag at the
+/// indexed time.
+fn check_index(path: &Path, expect_secs: f64) {
+    let bytes = std::fs::read(path).unwrap();
+    let tags = flv_tags(&bytes);
+    let (kind, _, _, body) = tags[0];
+    assert_eq!(kind, 18, "first tag is not script data");
+    let values = decode_amf0_all(body, &AmfLimits::default()).unwrap();
+    assert_eq!(values[0].as_str(), Some("onMetaData"));
+    let meta = &values[1];
+    let num = |k: &str| meta.get(k).and_then(Amf0Value::as_f64);
+    assert_eq!(num("filesize"), Some(bytes.len() as f64), "filesize");
+    let duration = num("duration").unwrap();
+    assert!(
+        (duration - expect_secs).abs() < 1.0,
+        "duration {duration}, expected about {expect_secs}"
+    );
+    // The publisher's own fields are kept.
+    assert!(num("width").is_some(), "width missing from {meta:?}");
+    let kf = meta.get("keyframes").expect("keyframe index");
+    let (times, positions) = (numbers(kf.get("times")), numbers(kf.get("filepositions")));
+    assert_eq!(times.len(), positions.len());
+    assert!(
+        times.len() as f64 >= expect_secs - 1.0,
+        "{} keyframes in {expect_secs} s of a 1 s GOP",
+        times.len()
+    );
+    for (t, p) in times.iter().zip(&positions) {
+        let tag = tags
+            .iter()
+            .find(|(_, _, at, _)| *at as f64 == *p)
+            .unwrap_or_else(|| panic!("no tag at indexed position {p}"));
+        assert_eq!(tag.0, 9, "indexed tag at {p} is not video");
+        assert_eq!(tag.3[0] >> 4, 1, "indexed tag at {p} is not a keyframe");
+        assert_eq!(
+            f64::from(tag.1) / 1000.0,
+            *t,
+            "indexed time of the tag at {p}"
+        );
+    }
+}
+
+#[test]
+fn ffmpeg_publish_is_recorded_with_metadata_and_keyframe_index() {
+    ensure_tools();
+    let rec = tempfile::tempdir().unwrap();
+    let gw = recording_gateway(RecordMode::All, rec.path());
+    let mut publisher = ffmpeg_publish(&gw.url("live/cam"), &fixture_flv());
+    let path = rec.path().join("live/_definst_/cam.flv");
+    let part = PathBuf::from(format!("{}.part", path.display()));
+
+    // Mid-recording the `.part` file is already a readable FLV (what a crash leaves).
+    assert!(
+        wait(Duration::from_secs(10), || file_len(&part) > 100_000),
+        "no .part file growing at {}",
+        part.display()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let snapshot = rec.path().join("snapshot.flv");
+    std::fs::copy(&part, &snapshot).unwrap();
+    assert_video_packets(&snapshot, 10);
+
+    let status = publisher.finish(Duration::from_secs(40));
+    assert!(status.success(), "publisher failed: {}", publisher.stderr());
+    assert!(
+        wait_finished(&path),
+        "recording did not finish: {}",
+        path.display()
+    );
+
+    let packets = assert_av_file(&path);
+    assert!(first_video_is_keyframe(&packets));
+    assert_monotonic(&packets);
+    let first = packets
+        .iter()
+        .filter_map(|p| p.dts_time)
+        .fold(f64::MAX, f64::min);
+    assert!(first < 0.1, "timestamps start at {first}, not 0");
+    let d = ffprobe_duration(&path).unwrap();
+    assert!((d - 12.0).abs() < 1.0, "ffprobe duration {d}");
+    decodes_cleanly(&path).unwrap();
+    check_index(&path, 12.0);
+
+    // The next publish of the same name gets a new file; the first one is kept.
+    let mut again = ffmpeg_publish_with(&gw.url("live/cam"), &fixture_flv(), &["-t", "3"]);
+    assert!(
+        again.finish(Duration::from_secs(30)).success(),
+        "{}",
+        again.stderr()
+    );
+    let names = wait_for_names(&path.parent().unwrap().to_owned(), 2);
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("cam-") && n.ends_with(".flv")),
+        "no suffixed second recording in {names:?}"
+    );
+    assert_eq!(file_len(&path), std::fs::metadata(&path).unwrap().len());
+    check_index(&path, 12.0);
+}
+
+/// Finished `.flv` names in `dir` once there are `n` of them (and no `.part`).
+fn wait_for_names(dir: &PathBuf, n: usize) -> Vec<String> {
+    let list = || -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|r| {
+                r.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait(Duration::from_secs(20), || {
+        let names = list();
+        names.iter().filter(|n| n.ends_with(".flv")).count() >= n
+            && !names.iter().any(|n| n.ends_with(".part"))
+    });
+    list()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Publishes the fixture's tags with the given publish type, as fast as the socket takes them.
+async fn publish_file(url: &str, name: &str, kind: &str, file: &Path) -> Result<(), String> {
+    let mut c = RtmpClient::connect(url, vec![])
+        .await
+        .map_err(|e| e.to_string())?;
+    let id = c.create_stream().await.map_err(|e| e.to_string())?;
+    c.session().publish(id, name, kind);
+    c.flush().await.map_err(|e| e.to_string())?;
+    c.wait_status(Duration::from_secs(5), |code| {
+        code == "NetStream.Publish.Start"
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(file).unwrap();
+    for (i, (tag, ts, _, body)) in flv_tags(&bytes).into_iter().enumerate() {
+        c.session().send_media(id, tag, ts, body);
+        if i % 50 == 0 {
+            c.flush().await.map_err(|e| e.to_string())?;
+        }
+    }
+    c.flush().await.map_err(|e| e.to_string())?;
+    c.session().stream_command(id, "deleteStream", &[]);
+    c.flush().await.map_err(|e| e.to_string())?;
+    // Give the gateway the last messages before the socket closes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(())
+}
+
+#[test]
+fn manual_mode_records_only_record_publishes() {
+    ensure_tools();
+    let rec = tempfile::tempdir().unwrap();
+    let gw = recording_gateway(RecordMode::Manual, rec.path());
+    let fixture = fixture_flv();
+    rt().block_on(async {
+        publish_file(&gw.url("live"), "plain", "live", &fixture)
+            .await
+            .unwrap();
+        publish_file(&gw.url("live"), "show/take1", "record", &fixture)
+            .await
+            .unwrap();
+    });
+    let path = rec.path().join("live/_definst_/show/take1.flv");
+    assert!(wait_finished(&path), "no recording at {}", path.display());
+    assert!(!rec.path().join("live/_definst_/plain.flv").exists());
+    assert!(!rec.path().join("live/_definst_/plain.flv.part").exists());
+    assert_av_file(&path);
+    decodes_cleanly(&path).unwrap();
+    check_index(&path, 12.0);
+}
+
+#[test]
+fn names_that_leave_the_record_folder_are_refused() {
+    let rec = tempfile::tempdir().unwrap();
+    let gw = recording_gateway(RecordMode::All, &rec.path().join("inner"));
+    rt().block_on(async {
+        for name in ["../escape", "a/../../b", "/abs", "ctl\u{1}x", "a//b"] {
+            let mut c = RtmpClient::connect(&gw.url("live"), vec![]).await.unwrap();
+            let id = c.create_stream().await.unwrap();
+            c.session().publish(id, name, "record");
+            c.flush().await.unwrap();
+            let info = c
+                .wait_status(Duration::from_secs(5), |code| {
+                    code.starts_with("NetStream.Publish.")
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                info.get("code").and_then(Amf0Value::as_str),
+                Some("NetStream.Publish.BadName"),
+                "{name:?}: {info:?}"
+            );
+        }
+    });
+    assert_eq!(gw.publishing(), 0);
+    // Nothing was created outside (or inside) the record folder.
+    let left: Vec<_> = std::fs::read_dir(rec.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
