@@ -268,3 +268,111 @@ fn names_that_leave_the_record_folder_are_refused() {
     let left: Vec<_> = std::fs::read_dir(rec.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// The gateway binary with `record = "all"` into `rec`, its log in `log`.
+fn spawn_binary(rec: &Path, port: u16, log: &Path) -> std::process::Child {
+    let cfg = rec.with_extension("toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[media]\nrecord = \"all\"\nrecord_dir = {:?}\n",
+            rec.display().to_string()
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--rtmp", &format!("127.0.0.1:{port}")])
+        .args(["--admin", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("wasmgate binary starts");
+    assert!(
+        wait_for_port(port, Duration::from_secs(10)),
+        "gateway did not listen"
+    );
+    child
+}
+
+#[test]
+fn sigkill_mid_recording_leaves_a_playable_file_repaired_on_the_next_start() {
+    ensure_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    let log = tmp.path().join("gateway.log");
+    let port = free_port();
+    let mut gw = spawn_binary(&rec, port, &log);
+    let mut publisher = ffmpeg_publish(
+        &format!("rtmp://127.0.0.1:{port}/live/crash"),
+        &fixture_flv_long(),
+    );
+    let path = rec.join("live/_definst_/crash.flv");
+    let part = PathBuf::from(format!("{}.part", path.display()));
+    assert!(
+        wait(Duration::from_secs(15), || file_len(&part) > 150_000),
+        "no recording growing at {}",
+        part.display()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    gw.kill().unwrap(); // SIGKILL: no unpublish, no finish.
+    gw.wait().unwrap();
+    publisher.kill();
+
+    // What the crash left reads to its last complete tag.
+    let left = tmp.path().join("left.flv");
+    std::fs::copy(&part, &left).unwrap();
+    let packets = assert_video_packets(&left, 20);
+    let last = packets
+        .iter()
+        .filter_map(|p| p.dts_time)
+        .fold(0.0, f64::max);
+    assert!(!path.exists());
+
+    // The next start finishes it before accepting anyone.
+    let mut gw = spawn_binary(&rec, port, &log);
+    assert!(
+        path.exists() && !part.exists(),
+        "not repaired: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    decodes_cleanly(&path).unwrap();
+    check_index(&path, last);
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log_text.contains("repaired an unfinished recording"),
+        "{log_text}"
+    );
+    gw.kill().unwrap();
+    gw.wait().unwrap();
+}
+
+#[test]
+fn a_cut_part_file_is_truncated_to_its_last_whole_tag() {
+    ensure_tools();
+    let rec = tempfile::tempdir().unwrap();
+    let dir = rec.path().join("live/_definst_");
+    std::fs::create_dir_all(&dir).unwrap();
+    // ffmpeg's own file (with its onMetaData first), cut in the middle of a tag.
+    let bytes = std::fs::read(fixture_flv()).unwrap();
+    let cut = bytes.len() * 2 / 3 + 7;
+    std::fs::write(dir.join("cut.flv.part"), &bytes[..cut]).unwrap();
+    // An existing finished file of the same name is kept: the repair takes a suffixed name.
+    std::fs::write(dir.join("cut.flv"), b"keep me").unwrap();
+    let _gw = recording_gateway(RecordMode::Off, rec.path());
+    let names = wait_for_names(&dir, 2);
+    let repaired = names
+        .iter()
+        .find(|n| n.starts_with("cut-") && n.ends_with(".flv"))
+        .unwrap_or_else(|| panic!("no repaired file in {names:?}"));
+    assert_eq!(std::fs::read(dir.join("cut.flv")).unwrap(), b"keep me");
+    let path = dir.join(repaired);
+    let whole_tags = flv_tags(&bytes[..cut]);
+    let last_ts = whole_tags.iter().map(|t| t.1).max().unwrap();
+    decodes_cleanly(&path).unwrap();
+    check_index(&path, f64::from(last_ts) / 1000.0);
+    assert!(!dir.join("cut.flv.part").exists());
+}

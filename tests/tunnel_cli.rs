@@ -29,7 +29,14 @@ fn lines_until(child: &mut Child, until: &str) -> Vec<String> {
 #[test]
 fn http_flag_adds_an_rtmpt_listener() {
     let mut child = bin()
-        .args(["--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args([
+            "--rtmp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -51,7 +58,7 @@ fn unavailable_default_port_80_warns_once_and_rtmp_still_starts() {
     // either way the gateway cannot bind it.
     let _hold = std::net::TcpListener::bind("0.0.0.0:80");
     let mut child = bin()
-        .args(["--rtmp", "127.0.0.1:0"])
+        .args(["--rtmp", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -81,7 +88,14 @@ fn tls_cert_without_key_exits_2() {
 #[test]
 fn unreadable_tls_files_fail_start_naming_the_file() {
     let out = bin()
-        .args(["--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args([
+            "--rtmp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
         .args(["--tls-cert", "/nonexistent/cert.pem"])
         .args(["--tls-key", "/nonexistent/key.pem"])
         .output()

@@ -111,6 +111,13 @@ impl Server {
         )?);
         crate::admin::check(&config)?;
         let registry = Registry::new(config.media_config());
+        // Recordings a killed gateway left unfinished are finished before anything can publish.
+        let record_dir = config.media.record_dir.clone();
+        if let Err(e) =
+            tokio::task::spawn_blocking(move || crate::media::record::repair_dir(&record_dir)).await
+        {
+            tracing::error!(error = %e, "repairing unfinished recordings panicked");
+        }
         // In-process state today; a shared store (Redis) is another `StateStore` handed in here.
         let state = Arc::new(MemoryStore::default());
         let manager = AppManager::start(config.apps.clone(), registry.clone(), state)

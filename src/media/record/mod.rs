@@ -1,6 +1,7 @@
 //! Recording live streams to FLV files. A recording is one more sink of a stream's frames
 //! (`recorder.rs`, fed through [`Playback`](super::Playback) like a player); `flv.rs` is the
-//! file format and `path.rs` where files go and which names are refused.
+//! file format, `path.rs` where files go and which names are refused, `scan.rs` reads a file
+//! back tag by tag and `repair.rs` finishes the `.part` files a killed gateway left.
 //!
 //! Which publishes record is the `[media] record` mode with the client's publish type, as
 //! Flash Media Server spelled them ([`should_record`]).
@@ -8,9 +9,12 @@
 mod flv;
 mod path;
 mod recorder;
+mod repair;
+mod scan;
 
 pub use path::{BadName, part_path, record_path, unused_path};
 pub use recorder::{Recording, spawn};
+pub use repair::repair_dir;
 
 /// `[media] record`: which publishes are written to files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -24,7 +24,8 @@ use super::super::registry::{Frame, Registry, StreamKey};
 use super::super::sink::{MediaSink, Playback};
 use super::flv::{self, Keyframe, Summary};
 use super::path::{part_path, unused_path};
-use crate::rtmp::amf::{Amf0Value, AmfLimits, decode_amf0_all};
+use super::scan;
+use crate::rtmp::amf::Amf0Value;
 use crate::rtmp::session::MediaKind;
 
 /// Buffer in front of the `.part` file.
@@ -66,7 +67,10 @@ impl Drop for Recording {
 /// missed; the folder and file are created by the task.
 pub fn spawn(registry: &Arc<Registry>, key: StreamKey, path: PathBuf) -> Recording {
     let sub = registry.tap(key.clone());
-    let mut sink = FlvSink::default();
+    let mut sink = FlvSink {
+        body_start: flv::HEADER_LEN,
+        ..FlvSink::default()
+    };
     // Never disconnected for lagging: a recorder that falls behind loses a GOP, not the file.
     let player = Player::new(usize::MAX, Duration::from_secs(1));
     let playback = Playback::start(sub, player, &mut sink);
@@ -84,6 +88,9 @@ pub fn spawn(registry: &Arc<Registry>, key: StreamKey, path: PathBuf) -> Recordi
 #[derive(Default)]
 struct FlvSink {
     buf: Vec<u8>,
+    /// Bytes before the first media tag in the `.part` file: the header, and the publisher's
+    /// `onMetaData` when it came first (so a file a crash leaves still has it).
+    body_start: u64,
     /// Tag bytes produced so far (written or in `buf`), i.e. the next tag's offset in the body.
     body_len: u64,
     base: Option<u32>,
@@ -122,6 +129,12 @@ impl MediaSink for FlvSink {
                 if let Some(props) = publisher_metadata(frame) {
                     // Kept for the final `onMetaData`, which replaces it.
                     self.publisher_meta = props;
+                    if self.body_len == 0
+                        && self.body_start == flv::HEADER_LEN
+                        && flv::put_tag(&mut self.buf, flv::TAG_SCRIPT, 0, &frame.payload)
+                    {
+                        self.body_start += flv::tag_len(frame.payload.len());
+                    }
                     return;
                 }
                 flv::TAG_SCRIPT
@@ -151,17 +164,7 @@ fn publisher_metadata(frame: &Frame) -> Option<Vec<(String, Amf0Value)>> {
     if frame.type_id != 18 {
         return None;
     }
-    let values = decode_amf0_all(&frame.payload, &AmfLimits::default()).ok()?;
-    if values.first()?.as_str()? != "onMetaData" {
-        return None;
-    }
-    Some(
-        values
-            .get(1)
-            .and_then(Amf0Value::properties)
-            .unwrap_or_default()
-            .to_vec(),
-    )
+    scan::metadata(&frame.payload)
 }
 
 async fn run(mut playback: Playback, mut sink: FlvSink, path: PathBuf, shared: Arc<Shared>) {
@@ -254,7 +257,7 @@ async fn run(mut playback: Playback, mut sink: FlvSink, path: PathBuf, shared: A
             keyframes: &sink.keyframes,
             body_len: sink.body_len,
         };
-        finish(&part, &dest, &summary)
+        finish(&part, &dest, sink.body_start, &summary)
     })
     .await;
     match done {
@@ -298,9 +301,14 @@ async fn open_part(part: &Path) -> std::io::Result<tokio::io::BufWriter<tokio::f
     Ok(w)
 }
 
-/// Writes `dest` = header + `onMetaData` + the `.part` file's tags, then removes the `.part`.
-/// Returns the size of `dest`.
-fn finish(part: &Path, dest: &Path, s: &Summary<'_>) -> std::io::Result<u64> {
+/// Writes `dest` = header + `onMetaData` + the `s.body_len` bytes of tags that start at
+/// `body_start` in `part`, then removes `part`. Returns the size of `dest`.
+pub(super) fn finish(
+    part: &Path,
+    dest: &Path,
+    body_start: u64,
+    s: &Summary<'_>,
+) -> std::io::Result<u64> {
     let meta = flv::metadata_tag(s);
     let mut tmp = dest.as_os_str().to_owned();
     tmp.push(".tmp");
@@ -310,7 +318,7 @@ fn finish(part: &Path, dest: &Path, s: &Summary<'_>) -> std::io::Result<u64> {
         out.write_all(&flv::file_header(s.has_audio, s.has_video))?;
         out.write_all(&meta)?;
         let mut input = std::fs::File::open(part)?;
-        input.seek(SeekFrom::Start(flv::HEADER_LEN))?;
+        input.seek(SeekFrom::Start(body_start))?;
         let copied = std::io::copy(&mut input.take(s.body_len), &mut out)?;
         if copied != s.body_len {
             return Err(std::io::Error::other(format!(
