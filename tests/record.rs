@@ -376,3 +376,59 @@ fn a_cut_part_file_is_truncated_to_its_last_whole_tag() {
     check_index(&path, f64::from(last_ts) / 1000.0);
     assert!(!dir.join("cut.flv.part").exists());
 }
+
+#[test]
+fn append_continues_the_finished_file_and_record_starts_a_new_one() {
+    ensure_tools();
+    let rec = tempfile::tempdir().unwrap();
+    let gw = recording_gateway(RecordMode::Manual, rec.path());
+    let fixture = fixture_flv();
+    let dir = rec.path().join("live/_definst_");
+    let path = dir.join("take.flv");
+    rt().block_on(async {
+        // `append` with nothing to append to starts the file.
+        publish_file(&gw.url("live"), "take", "append", &fixture)
+            .await
+            .unwrap();
+    });
+    assert!(wait_finished(&path));
+    check_index(&path, 12.0);
+    rt().block_on(async {
+        publish_file(&gw.url("live"), "take", "append", &fixture)
+            .await
+            .unwrap();
+    });
+    // Finished again once its summary says 24 s (meanwhile it is back to `.part`).
+    assert!(
+        wait(Duration::from_secs(20), || meta_duration(&path)
+            .is_some_and(|d| d > 20.0)),
+        "the appended file was not finished"
+    );
+    let packets = assert_av_file(&path);
+    assert_monotonic(&packets);
+    decodes_cleanly(&path).unwrap();
+    check_index(&path, 24.0);
+    let names = wait_for_names(&dir, 1);
+    assert_eq!(names, ["take.flv"], "append made another file");
+    // `record` over an existing file keeps it and takes a suffixed name.
+    rt().block_on(async {
+        publish_file(&gw.url("live"), "take", "record", &fixture)
+            .await
+            .unwrap();
+    });
+    let names = wait_for_names(&dir, 2);
+    assert!(names.iter().any(|n| n.starts_with("take-")), "{names:?}");
+    check_index(&path, 24.0);
+}
+
+/// The `duration` of a finished file's `onMetaData`, or None while it is missing or unreadable.
+fn meta_duration(path: &Path) -> Option<f64> {
+    let bytes = std::fs::read(path).ok()?;
+    if bytes.len() < 13 || &bytes[..3] != b"FLV" {
+        return None;
+    }
+    let tags = flv_tags(&bytes);
+    let (_, _, _, body) = tags.first()?;
+    let values = decode_amf0_all(body, &AmfLimits::default()).ok()?;
+    values.get(1)?.get("duration")?.as_f64()
+}

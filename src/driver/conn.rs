@@ -815,10 +815,6 @@ impl Conn {
             }
             None
         };
-        if kind == "append" && record_to.is_some() {
-            // Appending to an earlier file is not offered yet: a new file is written.
-            warn!(stream = %key, "publish type append records to a new file (appending is not supported yet)");
-        }
         match self
             .core
             .registry()
@@ -834,7 +830,8 @@ impl Conn {
                 self.publishers.insert(stream_id, p);
                 self.session.publish_started(stream_id);
                 if let Some(path) = record_to {
-                    let rec = record::spawn(self.core.registry(), key.clone(), path);
+                    let append = kind == "append";
+                    let rec = record::spawn(self.core.registry(), key.clone(), path, append);
                     self.recordings.insert(stream_id, rec);
                     self.session.send_status(
                         stream_id,

@@ -20,7 +20,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 
 use super::super::player::Player;
-use super::super::registry::{Frame, Registry, StreamKey};
+use super::super::registry::{Frame, Registry, StreamKey, Subscription};
 use super::super::sink::{MediaSink, Playback};
 use super::flv::{self, Keyframe, Summary};
 use super::path::{part_path, unused_path};
@@ -62,24 +62,18 @@ impl Drop for Recording {
     }
 }
 
-/// Starts recording `key` into `path` (or a free name next to it, see
-/// [`unused_path`]). Subscribes before returning, so nothing published after this call is
-/// missed; the folder and file are created by the task.
-pub fn spawn(registry: &Arc<Registry>, key: StreamKey, path: PathBuf) -> Recording {
+/// Starts recording `key` into `path`: a new file (a free name next to `path` when it exists,
+/// see [`unused_path`]), or with `append` the end of the finished `path` when there is one.
+/// Subscribes before returning, so nothing published after this call is missed; the folder
+/// and file are set up by the task (the ring holds what arrives meanwhile).
+pub fn spawn(registry: &Arc<Registry>, key: StreamKey, path: PathBuf, append: bool) -> Recording {
     let sub = registry.tap(key.clone());
-    let mut sink = FlvSink {
-        body_start: flv::HEADER_LEN,
-        ..FlvSink::default()
-    };
-    // Never disconnected for lagging: a recorder that falls behind loses a GOP, not the file.
-    let player = Player::new(usize::MAX, Duration::from_secs(1));
-    let playback = Playback::start(sub, player, &mut sink);
     let shared = Arc::new(Shared {
         key,
         stop: Notify::new(),
         bytes: AtomicU64::new(0),
     });
-    tokio::spawn(run(playback, sink, path, shared.clone()));
+    tokio::spawn(run(sub, path, append, shared.clone()));
     Recording { shared }
 }
 
@@ -94,6 +88,8 @@ struct FlvSink {
     /// Tag bytes produced so far (written or in `buf`), i.e. the next tag's offset in the body.
     body_len: u64,
     base: Option<u32>,
+    /// Added to every timestamp: where an appended recording continues the file's timeline.
+    offset: u32,
     duration_ms: u32,
     keyframes: Vec<Keyframe>,
     has_audio: bool,
@@ -110,6 +106,7 @@ impl MediaSink for FlvSink {
         let rel = ts.wrapping_sub(base);
         // A header stamped before the first frame is written at 0, not 49 days later.
         let rel = if rel >= 0x8000_0000 { 0 } else { rel };
+        let rel = rel.saturating_add(self.offset);
         let tag_type = match frame.kind {
             MediaKind::Audio => {
                 self.has_audio = true;
@@ -167,24 +164,30 @@ fn publisher_metadata(frame: &Frame) -> Option<Vec<(String, Amf0Value)>> {
     scan::metadata(&frame.payload)
 }
 
-async fn run(mut playback: Playback, mut sink: FlvSink, path: PathBuf, shared: Arc<Shared>) {
+async fn run(sub: Subscription, path: PathBuf, append: bool, shared: Arc<Shared>) {
     let key = shared.key.clone();
-    let path = match choose_path(&path).await {
-        Ok(p) => p,
+    let wanted = path.clone();
+    let opened = tokio::task::spawn_blocking(move || open(&wanted, append))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let (path, mut sink, file) = match opened {
+        Ok(o) => o,
         Err(e) => {
             warn!(stream = %key, path = %path.display(), error = %e, "recording not started");
             return;
         }
     };
     let part = part_path(&path);
-    let mut file = match open_part(&part).await {
-        Ok(f) => f,
-        Err(e) => {
-            warn!(stream = %key, path = %part.display(), error = %e, "recording not started");
-            return;
-        }
-    };
-    info!(stream = %key, path = %path.display(), "recording");
+    let mut file =
+        tokio::io::BufWriter::with_capacity(WRITE_CHUNK, tokio::fs::File::from_std(file));
+    if sink.offset > 0 {
+        info!(stream = %key, path = %path.display(), from_ms = sink.offset, "recording, appended");
+    } else {
+        info!(stream = %key, path = %path.display(), "recording");
+    }
+    // Never disconnected for lagging: a recorder that falls behind loses a GOP, not the file.
+    let player = Player::new(usize::MAX, Duration::from_secs(1));
+    let mut playback = Playback::start(sub, player, &mut sink);
     let mut failed = None;
     let mut flushed = tokio::time::Instant::now();
     loop {
@@ -276,29 +279,57 @@ async fn run(mut playback: Playback, mut sink: FlvSink, path: PathBuf, shared: A
     }
 }
 
-async fn choose_path(path: &Path) -> std::io::Result<PathBuf> {
+/// Creates the folder and the `.part` file, and says where the tags go next. A new file gets
+/// the FLV header; an appended one is the finished file moved back to `.part`, cut to its last
+/// whole tag, with what its `onMetaData` will need carried on.
+fn open(path: &Path, append: bool) -> std::io::Result<(PathBuf, FlvSink, std::fs::File)> {
     if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await?;
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut sink = FlvSink {
+        body_start: flv::HEADER_LEN,
+        ..FlvSink::default()
+    };
+    let part = part_path(path);
+    if append && path.exists() && !part.exists() {
+        std::fs::rename(path, &part)?;
+        let s = match scan::scan(&part) {
+            Ok(s) => s,
+            Err(e) => {
+                // Not a file this can continue: put it back untouched.
+                let _ = std::fs::rename(&part, path);
+                return Err(e);
+            }
+        };
+        let mut file = std::fs::OpenOptions::new().write(true).open(&part)?;
+        file.set_len(s.body_start + s.body_len)?;
+        file.seek(SeekFrom::End(0))?;
+        sink.body_start = s.body_start;
+        sink.body_len = s.body_len;
+        sink.keyframes = s.keyframes;
+        sink.has_audio = s.has_audio;
+        sink.has_video = s.has_video;
+        sink.publisher_meta = s.metadata;
+        sink.duration_ms = s.duration_ms;
+        // One millisecond after the last tag, so the timeline never steps back.
+        sink.offset = if s.body_len > 0 {
+            s.duration_ms.saturating_add(1)
+        } else {
+            0
+        };
+        return Ok((path.to_owned(), sink, file));
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || unused_path(&path, now, |p| p.exists()))
-        .await
-        .map_err(std::io::Error::other)
-}
-
-async fn open_part(part: &Path) -> std::io::Result<tokio::io::BufWriter<tokio::fs::File>> {
-    let file = tokio::fs::OpenOptions::new()
+    let path = unused_path(path, now, |p| p.exists());
+    let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(part)
-        .await?;
-    let mut w = tokio::io::BufWriter::with_capacity(WRITE_CHUNK, file);
-    w.write_all(&flv::file_header(true, true)).await?;
-    Ok(w)
+        .open(part_path(&path))?;
+    file.write_all(&flv::file_header(true, true))?;
+    Ok((path, sink, file))
 }
 
 /// Writes `dest` = header + `onMetaData` + the `s.body_len` bytes of tags that start at
