@@ -13,6 +13,7 @@ use gateway::{Gateway, wait};
 use wasmgate::client::RtmpClient;
 use wasmgate::config::Config;
 use wasmgate::media::RecordMode;
+use wasmgate::media::record::part_path;
 use wasmgate::rtmp::amf::{Amf0Value, AmfLimits, decode_amf0_all};
 
 #[test]
@@ -33,7 +34,7 @@ fn recording_gateway(mode: RecordMode, dir: &Path) -> Gateway {
 
 /// Waits until `path` exists and its `.part` is gone (the recording finished).
 fn wait_finished(path: &Path) -> bool {
-    let part = PathBuf::from(format!("{}.part", path.display()));
+    let part = part_path(path);
     wait(Duration::from_secs(20), || path.exists() && !part.exists())
 }
 
@@ -111,7 +112,7 @@ fn ffmpeg_publish_is_recorded_with_metadata_and_keyframe_index() {
     let gw = recording_gateway(RecordMode::All, rec.path());
     let mut publisher = ffmpeg_publish(&gw.url("live/cam"), &fixture_flv());
     let path = rec.path().join("live/_definst_/cam.flv");
-    let part = PathBuf::from(format!("{}.part", path.display()));
+    let part = part_path(&path);
 
     // Mid-recording the `.part` file is already a readable FLV (what a crash leaves).
     assert!(
@@ -311,7 +312,7 @@ fn sigkill_mid_recording_leaves_a_playable_file_repaired_on_the_next_start() {
         &fixture_flv_long(),
     );
     let path = rec.join("live/_definst_/crash.flv");
-    let part = PathBuf::from(format!("{}.part", path.display()));
+    let part = part_path(&path);
     assert!(
         wait(Duration::from_secs(15), || file_len(&part) > 150_000),
         "no recording growing at {}",

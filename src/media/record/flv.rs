@@ -52,24 +52,28 @@ pub struct Keyframe {
     pub position: u64,
 }
 
-/// What the finished file's `onMetaData` says.
-pub struct Summary<'a> {
-    /// Properties the publisher sent in its own `onMetaData` (width, codec ids, encoder, ...);
-    /// the fields below replace any of the same name.
-    pub publisher: &'a [(String, Amf0Value)],
+/// Where the media tags of a file being written or read are, and what its final
+/// `onMetaData` says about them. Built as tags are written (the recorder) or read back (scan).
+#[derive(Debug, Default)]
+pub struct Index {
+    /// Offset of the first media tag: after the header and a leading `onMetaData`.
+    pub body_start: u64,
+    /// Bytes of complete tags from `body_start`.
+    pub body_len: u64,
+    /// Keyframe positions relative to `body_start`.
+    pub keyframes: Vec<Keyframe>,
     pub duration_ms: u32,
     pub has_audio: bool,
     pub has_video: bool,
-    /// Keyframe positions relative to the first tag after the metadata.
-    pub keyframes: &'a [Keyframe],
-    /// Bytes of tags after the metadata.
-    pub body_len: u64,
+    /// Properties the publisher sent in its own `onMetaData` (width, codec ids, encoder, ...);
+    /// the fields this module writes replace any of the same name.
+    pub metadata: Vec<(String, Amf0Value)>,
 }
 
 /// The `onMetaData` script tag (with its PreviousTagSize) for a file whose tags follow it.
 /// Positions and filesize count the header and this tag: every number is an 8-byte double,
 /// so the tag's length does not depend on the values and one trial encoding finds it.
-pub fn metadata_tag(s: &Summary<'_>) -> Vec<u8> {
+pub fn metadata_tag(s: &Index) -> Vec<u8> {
     let trial = encode_metadata(s, 0, 0);
     let body_start = HEADER_LEN + trial.len() as u64;
     let tag = encode_metadata(s, body_start, body_start + s.body_len);
@@ -91,11 +95,11 @@ const OURS: [&str; 10] = [
     "lastkeyframelocation",
 ];
 
-fn encode_metadata(s: &Summary<'_>, body_start: u64, filesize: u64) -> Vec<u8> {
+fn encode_metadata(s: &Index, body_start: u64, filesize: u64) -> Vec<u8> {
     let secs = |ms: u32| Amf0Value::Number(f64::from(ms) / 1000.0);
     let at = |k: &Keyframe| Amf0Value::Number((body_start + k.position) as f64);
     let mut props: Vec<(String, Amf0Value)> = s
-        .publisher
+        .metadata
         .iter()
         .filter(|(k, _)| !OURS.contains(&k.as_str()))
         .cloned()
@@ -174,11 +178,11 @@ mod tests {
 
     #[test]
     fn metadata_counts_itself_in_positions_and_filesize() {
-        let publisher = vec![
+        let metadata = vec![
             ("width".to_string(), Amf0Value::Number(640.0)),
             ("duration".to_string(), Amf0Value::Number(0.0)),
         ];
-        let keyframes = [
+        let keyframes = vec![
             Keyframe {
                 time_ms: 0,
                 position: 0,
@@ -188,13 +192,14 @@ mod tests {
                 position: 5000,
             },
         ];
-        let s = Summary {
-            publisher: &publisher,
+        let s = Index {
+            body_start: HEADER_LEN,
+            body_len: 9000,
+            keyframes,
             duration_ms: 3500,
             has_audio: true,
             has_video: true,
-            keyframes: &keyframes,
-            body_len: 9000,
+            metadata,
         };
         let tag = metadata_tag(&s);
         let start = HEADER_LEN + tag.len() as u64;

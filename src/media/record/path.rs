@@ -99,6 +99,15 @@ pub fn unused_path(path: &Path, unix_secs: u64, exists: impl Fn(&Path) -> bool) 
     }
 }
 
+/// [`unused_path`] at the current time, against the filesystem.
+pub fn unused_path_now(path: &Path) -> PathBuf {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    unused_path(path, now, |p| p.exists())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

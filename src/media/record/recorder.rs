@@ -11,7 +11,6 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -22,8 +21,8 @@ use tracing::{info, warn};
 use super::super::player::Player;
 use super::super::registry::{Frame, Registry, StreamKey, Subscription};
 use super::super::sink::{MediaSink, Playback};
-use super::flv::{self, Keyframe, Summary};
-use super::path::{part_path, unused_path};
+use super::flv::{self, Index, Keyframe};
+use super::path::{part_path, unused_path_now};
 use super::scan;
 use crate::rtmp::amf::Amf0Value;
 use crate::rtmp::session::MediaKind;
@@ -42,18 +41,6 @@ pub struct Recording {
 struct Shared {
     key: StreamKey,
     stop: Notify,
-    bytes: AtomicU64,
-}
-
-impl Recording {
-    pub fn key(&self) -> &StreamKey {
-        &self.shared.key
-    }
-
-    /// Bytes of media written so far.
-    pub fn bytes(&self) -> u64 {
-        self.shared.bytes.load(Ordering::Relaxed)
-    }
 }
 
 impl Drop for Recording {
@@ -71,7 +58,6 @@ pub fn spawn(registry: &Arc<Registry>, key: StreamKey, path: PathBuf, append: bo
     let shared = Arc::new(Shared {
         key,
         stop: Notify::new(),
-        bytes: AtomicU64::new(0),
     });
     tokio::spawn(run(sub, path, append, shared.clone()));
     Recording { shared }
@@ -82,19 +68,12 @@ pub fn spawn(registry: &Arc<Registry>, key: StreamKey, path: PathBuf, append: bo
 #[derive(Default)]
 struct FlvSink {
     buf: Vec<u8>,
-    /// Bytes before the first media tag in the `.part` file: the header, and the publisher's
-    /// `onMetaData` when it came first (so a file a crash leaves still has it).
-    body_start: u64,
-    /// Tag bytes produced so far (written or in `buf`), i.e. the next tag's offset in the body.
-    body_len: u64,
+    /// The `.part` file's layout so far; `body_start` passes the publisher's `onMetaData` when
+    /// it came first and was written there (so a file a crash leaves still has it).
+    index: Index,
     base: Option<u32>,
     /// Added to every timestamp: where an appended recording continues the file's timeline.
     offset: u32,
-    duration_ms: u32,
-    keyframes: Vec<Keyframe>,
-    has_audio: bool,
-    has_video: bool,
-    publisher_meta: Vec<(String, Amf0Value)>,
     ended: bool,
     oversized: u64,
 }
@@ -109,15 +88,15 @@ impl MediaSink for FlvSink {
         let rel = rel.saturating_add(self.offset);
         let tag_type = match frame.kind {
             MediaKind::Audio => {
-                self.has_audio = true;
+                self.index.has_audio = true;
                 flv::TAG_AUDIO
             }
             MediaKind::Video => {
-                self.has_video = true;
+                self.index.has_video = true;
                 if frame.info.keyframe && !frame.info.sequence_header {
-                    self.keyframes.push(Keyframe {
+                    self.index.keyframes.push(Keyframe {
                         time_ms: rel,
-                        position: self.body_len,
+                        position: self.index.body_len,
                     });
                 }
                 flv::TAG_VIDEO
@@ -125,12 +104,12 @@ impl MediaSink for FlvSink {
             MediaKind::Data => {
                 if let Some(props) = publisher_metadata(frame) {
                     // Kept for the final `onMetaData`, which replaces it.
-                    self.publisher_meta = props;
-                    if self.body_len == 0
-                        && self.body_start == flv::HEADER_LEN
+                    self.index.metadata = props;
+                    if self.index.body_len == 0
+                        && self.index.body_start == flv::HEADER_LEN
                         && flv::put_tag(&mut self.buf, flv::TAG_SCRIPT, 0, &frame.payload)
                     {
-                        self.body_start += flv::tag_len(frame.payload.len());
+                        self.index.body_start += flv::tag_len(frame.payload.len());
                     }
                     return;
                 }
@@ -144,8 +123,8 @@ impl MediaSink for FlvSink {
             &frame.payload
         };
         if flv::put_tag(&mut self.buf, tag_type, rel, body) {
-            self.body_len += flv::tag_len(body.len());
-            self.duration_ms = self.duration_ms.max(rel);
+            self.index.body_len += flv::tag_len(body.len());
+            self.index.duration_ms = self.index.duration_ms.max(rel);
         } else {
             self.oversized += 1;
         }
@@ -191,36 +170,31 @@ async fn run(sub: Subscription, path: PathBuf, append: bool, shared: Arc<Shared>
     let mut failed = None;
     let mut flushed = tokio::time::Instant::now();
     loop {
-        let item = tokio::select! {
-            item = playback.recv() => item,
+        // Never `TooSlow` below: the player allows unlimited skips.
+        let stopped = tokio::select! {
+            item = playback.recv() => {
+                match &item {
+                    Err(RecvError::Closed) => break,
+                    Err(RecvError::Lagged(n)) => {
+                        warn!(stream = %key, missed = n, "recording fell behind the stream; gap until the next keyframe");
+                    }
+                    Ok(_) => {}
+                }
+                let _ = playback.handle(item, &mut sink);
+                let _ = playback.drain(256, &mut sink);
+                false
+            }
             _ = shared.stop.notified() => {
                 // What was published before the stop is already on the ring: keep it.
                 let _ = playback.drain(usize::MAX, &mut sink);
-                if let Err(e) = file.write_all(&sink.buf).await {
-                    failed = Some(e);
-                }
-                sink.buf.clear();
-                break;
+                true
             }
         };
-        match item {
-            Err(RecvError::Closed) => break,
-            Err(RecvError::Lagged(n)) => {
-                warn!(stream = %key, missed = n, "recording fell behind the stream; gap until the next keyframe");
-            }
-            Ok(_) => {}
-        }
-        // Never `TooSlow`: the player allows unlimited skips.
-        let _ = playback.handle(item, &mut sink);
-        let _ = playback.drain(256, &mut sink);
         if !sink.buf.is_empty() {
             if let Err(e) = file.write_all(&sink.buf).await {
                 failed = Some(e);
                 break;
             }
-            shared
-                .bytes
-                .fetch_add(sink.buf.len() as u64, Ordering::Relaxed);
             sink.buf.clear();
             // At most a second of media sits in the buffer, which is what a crash loses.
             if flushed.elapsed() >= FLUSH_EVERY {
@@ -231,7 +205,7 @@ async fn run(sub: Subscription, path: PathBuf, append: bool, shared: Arc<Shared>
                 flushed = tokio::time::Instant::now();
             }
         }
-        if sink.ended {
+        if sink.ended || stopped {
             break;
         }
     }
@@ -250,19 +224,8 @@ async fn run(sub: Subscription, path: PathBuf, append: bool, shared: Arc<Shared>
     if sink.oversized > 0 {
         warn!(stream = %key, dropped = sink.oversized, "messages over 16 MiB cannot be FLV tags; left out of the recording");
     }
-    let (dest, body_len, duration_ms) = (path.clone(), sink.body_len, sink.duration_ms);
-    let done = tokio::task::spawn_blocking(move || {
-        let summary = Summary {
-            publisher: &sink.publisher_meta,
-            duration_ms: sink.duration_ms,
-            has_audio: sink.has_audio,
-            has_video: sink.has_video,
-            keyframes: &sink.keyframes,
-            body_len: sink.body_len,
-        };
-        finish(&part, &dest, sink.body_start, &summary)
-    })
-    .await;
+    let (dest, body_len, duration_ms) = (path.clone(), sink.index.body_len, sink.index.duration_ms);
+    let done = tokio::task::spawn_blocking(move || finish(&part, &dest, &sink.index)).await;
     match done {
         Ok(Ok(size)) => info!(
             stream = %key,
@@ -286,10 +249,8 @@ fn open(path: &Path, append: bool) -> std::io::Result<(PathBuf, FlvSink, std::fs
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut sink = FlvSink {
-        body_start: flv::HEADER_LEN,
-        ..FlvSink::default()
-    };
+    let mut sink = FlvSink::default();
+    sink.index.body_start = flv::HEADER_LEN;
     let part = part_path(path);
     if append && path.exists() && !part.exists() {
         std::fs::rename(path, &part)?;
@@ -302,28 +263,16 @@ fn open(path: &Path, append: bool) -> std::io::Result<(PathBuf, FlvSink, std::fs
             }
         };
         let mut file = std::fs::OpenOptions::new().write(true).open(&part)?;
-        file.set_len(s.body_start + s.body_len)?;
+        file.set_len(s.index.body_start + s.index.body_len)?;
         file.seek(SeekFrom::End(0))?;
-        sink.body_start = s.body_start;
-        sink.body_len = s.body_len;
-        sink.keyframes = s.keyframes;
-        sink.has_audio = s.has_audio;
-        sink.has_video = s.has_video;
-        sink.publisher_meta = s.metadata;
-        sink.duration_ms = s.duration_ms;
         // One millisecond after the last tag, so the timeline never steps back.
-        sink.offset = if s.body_len > 0 {
-            s.duration_ms.saturating_add(1)
-        } else {
-            0
-        };
+        if s.index.body_len > 0 {
+            sink.offset = s.index.duration_ms.saturating_add(1);
+        }
+        sink.index = s.index;
         return Ok((path.to_owned(), sink, file));
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let path = unused_path(path, now, |p| p.exists());
+    let path = unused_path_now(path);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -333,13 +282,8 @@ fn open(path: &Path, append: bool) -> std::io::Result<(PathBuf, FlvSink, std::fs
 }
 
 /// Writes `dest` = header + `onMetaData` + the `s.body_len` bytes of tags that start at
-/// `body_start` in `part`, then removes `part`. Returns the size of `dest`.
-pub(super) fn finish(
-    part: &Path,
-    dest: &Path,
-    body_start: u64,
-    s: &Summary<'_>,
-) -> std::io::Result<u64> {
+/// `s.body_start` in `part`, then removes `part`. Returns the size of `dest`.
+pub(super) fn finish(part: &Path, dest: &Path, s: &Index) -> std::io::Result<u64> {
     let meta = flv::metadata_tag(s);
     let mut tmp = dest.as_os_str().to_owned();
     tmp.push(".tmp");
@@ -349,7 +293,7 @@ pub(super) fn finish(
         out.write_all(&flv::file_header(s.has_audio, s.has_video))?;
         out.write_all(&meta)?;
         let mut input = std::fs::File::open(part)?;
-        input.seek(SeekFrom::Start(body_start))?;
+        input.seek(SeekFrom::Start(s.body_start))?;
         let copied = std::io::copy(&mut input.take(s.body_len), &mut out)?;
         if copied != s.body_len {
             return Err(std::io::Error::other(format!(

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
-use super::flv::Summary;
-use super::path::unused_path;
+use super::path::unused_path_now;
 use super::recorder::finish;
 use super::scan::scan;
 
@@ -40,12 +39,9 @@ fn collect(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
 fn repair(part: &Path) -> bool {
     let text = part.to_string_lossy();
     let dest = PathBuf::from(&text[..text.len() - ".part".len()]);
+    // Not `unused_path_now` directly: it counts this very `.part` as taking the name.
     let dest = if dest.exists() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        unused_path(&dest, now, |p| p.exists())
+        unused_path_now(&dest)
     } else {
         dest
     };
@@ -56,30 +52,22 @@ fn repair(part: &Path) -> bool {
             return false;
         }
     };
-    if s.body_len == 0 {
+    if s.index.body_len == 0 {
         info!(path = %part.display(), "unfinished recording holds no media; removed");
         let _ = std::fs::remove_file(part);
         return false;
     }
-    let summary = Summary {
-        publisher: &s.metadata,
-        duration_ms: s.duration_ms,
-        has_audio: s.has_audio,
-        has_video: s.has_video,
-        keyframes: &s.keyframes,
-        body_len: s.body_len,
-    };
-    match finish(part, &dest, s.body_start, &summary) {
+    match finish(part, &dest, &s.index) {
         Ok(size) => {
             let (cut_at, why) = s
                 .stopped
-                .unwrap_or((s.body_start + s.body_len, "end of file"));
+                .unwrap_or((s.index.body_start + s.index.body_len, "end of file"));
             info!(
                 path = %dest.display(),
                 from = %part.display(),
                 bytes = size,
-                duration_ms = s.duration_ms,
-                keyframes = s.keyframes.len(),
+                duration_ms = s.index.duration_ms,
+                keyframes = s.index.keyframes.len(),
                 cut_at,
                 why,
                 "repaired an unfinished recording"

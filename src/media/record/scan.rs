@@ -5,24 +5,14 @@
 use std::io::{BufReader, ErrorKind, Read};
 use std::path::Path;
 
-use super::flv::{self, Keyframe};
+use super::flv::{self, Index, Keyframe};
 use crate::media::codec::inspect_video;
 use crate::rtmp::amf::{Amf0Value, AmfLimits, decode_amf0_all};
 
 /// What an FLV file holds, as far as it is whole.
 #[derive(Debug, Default)]
 pub struct Scanned {
-    /// Offset of the first media tag: after the header and a leading `onMetaData`.
-    pub body_start: u64,
-    /// Bytes of complete tags from `body_start`.
-    pub body_len: u64,
-    /// Keyframe positions relative to `body_start`.
-    pub keyframes: Vec<Keyframe>,
-    pub duration_ms: u32,
-    pub has_audio: bool,
-    pub has_video: bool,
-    /// The properties of the leading `onMetaData`, if any.
-    pub metadata: Vec<(String, Amf0Value)>,
+    pub index: Index,
     /// Complete tags read.
     pub tags: u64,
     /// Why reading stopped before the end of the file (a cut or corrupt tag), with its offset.
@@ -47,10 +37,8 @@ pub fn scan(path: &Path) -> std::io::Result<Scanned> {
             format!("unexpected FLV header length {data_offset}"),
         ));
     }
-    let mut s = Scanned {
-        body_start: flv::HEADER_LEN,
-        ..Scanned::default()
-    };
+    let mut s = Scanned::default();
+    s.index.body_start = flv::HEADER_LEN;
     let mut at = flv::HEADER_LEN;
     let mut body = Vec::new();
     loop {
@@ -86,17 +74,17 @@ pub fn scan(path: &Path) -> std::io::Result<Scanned> {
             && let Some(props) = metadata(&body)
         {
             // A finished file's own summary: replaced when the file is written again.
-            s.metadata = props;
-            s.body_start = at + len;
+            s.index.metadata = props;
+            s.index.body_start = at + len;
         } else {
-            let rel = at - s.body_start;
+            let rel = at - s.index.body_start;
             match tag_type {
-                flv::TAG_AUDIO => s.has_audio = true,
+                flv::TAG_AUDIO => s.index.has_audio = true,
                 flv::TAG_VIDEO => {
-                    s.has_video = true;
+                    s.index.has_video = true;
                     let info = inspect_video(&body);
                     if info.keyframe && !info.sequence_header {
-                        s.keyframes.push(Keyframe {
+                        s.index.keyframes.push(Keyframe {
                             time_ms: ts,
                             position: rel,
                         });
@@ -104,8 +92,8 @@ pub fn scan(path: &Path) -> std::io::Result<Scanned> {
                 }
                 _ => {}
             }
-            s.duration_ms = s.duration_ms.max(ts);
-            s.body_len = rel + len;
+            s.index.duration_ms = s.index.duration_ms.max(ts);
+            s.index.body_len = rel + len;
         }
         s.tags += 1;
         at += len;
@@ -180,15 +168,15 @@ mod tests {
         std::fs::write(&path, &bytes[..last_tag + 13]).unwrap();
         let s = scan(&path).unwrap();
         let meta_len = flv::tag_len(meta.len());
-        assert_eq!(s.body_start, flv::HEADER_LEN + meta_len);
-        assert_eq!(s.body_start + s.body_len, last_tag as u64);
+        assert_eq!(s.index.body_start, flv::HEADER_LEN + meta_len);
+        assert_eq!(s.index.body_start + s.index.body_len, last_tag as u64);
         assert_eq!(s.tags, 5);
-        assert_eq!(s.duration_ms, 1000);
-        assert!(s.has_audio && s.has_video);
-        assert_eq!(s.metadata[0].0, "width");
+        assert_eq!(s.index.duration_ms, 1000);
+        assert!(s.index.has_audio && s.index.has_video);
+        assert_eq!(s.index.metadata[0].0, "width");
         let seq = flv::tag_len(6);
         assert_eq!(
-            s.keyframes,
+            s.index.keyframes,
             [
                 Keyframe {
                     time_ms: 0,
