@@ -2,6 +2,7 @@
 //! publishes with FMS's `record` type under `record = "manual"`; the files are checked with
 //! ffprobe and by reading their `onMetaData` keyframe index back.
 
+mod apps;
 mod common;
 mod gateway;
 
@@ -268,6 +269,38 @@ fn names_that_leave_the_record_folder_are_refused() {
     // Nothing was created outside (or inside) the record folder.
     let left: Vec<_> = std::fs::read_dir(rec.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn an_app_toml_overrides_the_record_mode_for_its_streams() {
+    ensure_tools();
+    let apps_dir = tempfile::tempdir().unwrap();
+    let rec = tempfile::tempdir().unwrap();
+    apps::install_app(
+        apps_dir.path(),
+        "taped",
+        "probe",
+        "[media]\nrecord = \"all\"\n",
+    );
+    apps::install_app(apps_dir.path(), "plain", "probe", "");
+    let gw = apps::gateway_with_apps(apps_dir.path(), |cfg| {
+        cfg.media.record = RecordMode::Off;
+        cfg.media.record_dir = rec.path().to_owned();
+    });
+    let fixture = fixture_flv();
+    rt().block_on(async {
+        publish_file(&gw.url("taped"), "cam", "live", &fixture)
+            .await
+            .unwrap();
+        publish_file(&gw.url("plain"), "cam", "record", &fixture)
+            .await
+            .unwrap();
+    });
+    let path = rec.path().join("taped/_definst_/cam.flv");
+    assert!(wait_finished(&path), "no recording at {}", path.display());
+    check_index(&path, 12.0);
+    // The app without an override keeps the gateway's "off", even for a `record` publish.
+    assert!(!rec.path().join("plain").exists());
 }
 
 /// The gateway binary with `record = "all"` into `rec`, its log in `log`.

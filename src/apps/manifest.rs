@@ -1,5 +1,6 @@
 //! An app's folder: `app.wasm` (the component) and `app.toml`, whose `[settings]` go to the guest
-//! as is and whose `[limits]` / `[grants]` set its sandbox. Unknown keys are errors.
+//! as is, whose `[limits]` / `[grants]` set its sandbox and whose `[media]` overrides the
+//! gateway's `[media]` defaults for this app. Unknown keys are errors.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -10,6 +11,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 use crate::config::{AppsConfig, FailurePolicy};
+use crate::media::RecordMode;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -18,6 +20,15 @@ pub struct Manifest {
     pub settings: toml::Table,
     pub limits: Limits,
     pub grants: Grants,
+    pub media: MediaOverrides,
+}
+
+/// Overrides of the gateway's `[media]` defaults for this app's streams.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaOverrides {
+    /// `off`, `all` or `manual`, as `[media] record`.
+    pub record: Option<RecordMode>,
 }
 
 /// Overrides of the `[apps]` defaults.
@@ -214,6 +225,8 @@ pub struct Effective {
     pub deadline: Duration,
     pub memory_bytes: usize,
     pub policy: FailurePolicy,
+    /// `[media] record` of `app.toml`; `None` keeps the gateway's.
+    pub record: Option<RecordMode>,
 }
 
 impl Manifest {
@@ -257,6 +270,7 @@ impl Manifest {
             deadline: Duration::from_millis(deadline_ms),
             memory_bytes: (memory_mib as usize) << 20,
             policy: self.limits.failure_policy.unwrap_or(apps.failure_policy),
+            record: self.media.record,
         })
     }
 
@@ -287,6 +301,28 @@ mod tests {
         std::fs::write(dir.path().join("app.toml"), "[limits]\ndeadline = 1\n").unwrap();
         let e = Manifest::load(dir.path()).unwrap_err();
         assert!(e.contains("limits.deadline"), "{e}");
+    }
+
+    #[test]
+    fn media_record_overrides_the_gateway_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let apps = AppsConfig::default();
+        assert_eq!(Manifest::default().effective(&apps).unwrap().record, None);
+        std::fs::write(
+            dir.path().join("app.toml"),
+            "[media]\nrecord = \"manual\"\n",
+        )
+        .unwrap();
+        let m = Manifest::load(dir.path()).unwrap();
+        assert_eq!(m.effective(&apps).unwrap().record, Some(RecordMode::Manual));
+        for (toml, names) in [
+            ("[media]\nrecord = \"sometimes\"\n", "media.record"),
+            ("[media]\nrecord_dir = \"/tmp\"\n", "media"),
+        ] {
+            std::fs::write(dir.path().join("app.toml"), toml).unwrap();
+            let e = Manifest::load(dir.path()).unwrap_err();
+            assert!(e.contains(names), "{toml}: {e}");
+        }
     }
 }
 

@@ -89,6 +89,12 @@ impl InstanceHandle {
     pub fn app(&self) -> &str {
         &self.entry.name
     }
+
+    /// The app's `[media] record` override, read at each publish so a reload applies to the
+    /// next one.
+    pub fn record_mode(&self) -> Option<crate::media::RecordMode> {
+        self.entry.module().limits.record
+    }
 }
 
 /// The instance could not take an event.

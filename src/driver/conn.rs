@@ -796,7 +796,12 @@ impl Conn {
         let key = self.key(&name);
         let config = self.core.config();
         let media = &config.media;
-        let record_to = if record::should_record(media.record, kind) {
+        let mode = self
+            .link
+            .as_ref()
+            .and_then(|l| l.record_mode())
+            .unwrap_or(media.record);
+        let record_to = if record::should_record(mode, kind) {
             match record::record_path(&media.record_dir, &key) {
                 Ok(path) => Some(path),
                 Err(e) => {
@@ -811,7 +816,7 @@ impl Conn {
             }
         } else {
             if kind != "live" {
-                debug!(kind, mode = ?media.record, "not recorded under this record mode");
+                debug!(kind, ?mode, "not recorded under this record mode");
             }
             None
         };
