@@ -236,6 +236,8 @@ fn errors_are_json_and_openapi_lists_every_route() {
         ("POST", "/api/v1/apps/nope/reload", 404),
         ("POST", "/api/v1/apps/nope/unload", 404),
         ("DELETE", "/api/v1/streams/live/_definst_/nope", 404),
+        ("DELETE", "/api/v1/recordings/live/_definst_/nope", 404),
+        ("POST", "/api/v1/recordings", 405),
     ] {
         let r = call(a, method, path);
         assert_eq!(r.status, status, "{method} {path}: {}", r.body);
@@ -261,6 +263,8 @@ fn errors_are_json_and_openapi_lists_every_route() {
         ("delete", "/api/v1/clients/{id}"),
         ("get", "/api/v1/streams"),
         ("delete", "/api/v1/streams/{app}/{instance}/{name}"),
+        ("get", "/api/v1/recordings"),
+        ("delete", "/api/v1/recordings/{app}/{instance}/{name}"),
         ("get", "/api/v1/config"),
         ("get", "/api/v1/openapi.json"),
         ("get", "/metrics"),

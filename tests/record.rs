@@ -303,6 +303,127 @@ fn an_app_toml_overrides_the_record_mode_for_its_streams() {
     assert!(!rec.path().join("plain").exists());
 }
 
+/// One admin request on a fresh connection: (status, JSON body).
+fn admin(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap())
+}
+
+#[test]
+fn a_guest_records_on_publish_and_on_request_and_the_admin_api_lists_and_stops_recordings() {
+    ensure_tools();
+    let apps_dir = tempfile::tempdir().unwrap();
+    let rec = tempfile::tempdir().unwrap();
+    apps::install_app(apps_dir.path(), "studio", "recorder", "");
+    let gw = apps::gateway_with_apps(apps_dir.path(), |cfg| {
+        cfg.media.record = RecordMode::Off;
+        cfg.media.record_dir = rec.path().to_owned();
+    });
+    let folder = rec.path().join("studio/_definst_");
+
+    // `?record=1`: the guest starts the recording in on-publish, before the stream is live,
+    // and it holds the publish from its first frame.
+    let fixture = fixture_flv();
+    rt().block_on(async {
+        publish_file(&gw.url("studio"), "show?record=1", "live", &fixture)
+            .await
+            .unwrap();
+        publish_file(&gw.url("studio"), "other", "live", &fixture)
+            .await
+            .unwrap();
+    });
+    assert!(wait_finished(&folder.join("show.flv")));
+    check_index(&folder.join("show.flv"), 12.0);
+    assert!(!folder.join("other.flv").exists());
+
+    // On request, mid-stream, from the stream's last keyframe; stopped by the operator.
+    let mut publisher = ffmpeg_publish(&gw.url("studio/cam"), &fixture_flv_long());
+    assert!(wait(Duration::from_secs(20), || gw.publishing() == 1));
+    let (mut client, _) = apps::RtmpClient::connect(gw.addr, "studio", &[]);
+    let ok = client.call_wait(
+        "startRecording",
+        &[Amf0Value::string("cam"), Amf0Value::string("take1")],
+    );
+    assert_eq!(ok.name, "_result", "{ok:?}");
+    assert_eq!(
+        ok.args.first().and_then(|v| v.as_str()),
+        Some("studio/_definst_/take1.flv")
+    );
+    let again = client.call_wait("startRecording", &[Amf0Value::string("cam")]);
+    assert_eq!(again.name, "_error", "{again:?}");
+    assert!(
+        apps::description(&again).contains("already being recorded"),
+        "{again:?}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, list) = admin(gw.admin_addr(), "GET", "/api/v1/recordings");
+    assert_eq!(status, 200);
+    let list = list.as_array().unwrap().clone();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let r = &list[0];
+    assert_eq!(r["path"], "studio/_definst_/cam");
+    assert_eq!(r["origin"], "guest");
+    assert_eq!(r["waiting"], false);
+    assert!(r["file"].as_str().unwrap().ends_with("take1.flv"), "{r}");
+    assert!(r["bytes"].as_u64().unwrap() > 10_000, "{r}");
+    assert!(r["duration_ms"].as_u64().unwrap() >= 1000, "{r}");
+    let (status, stopped) = admin(
+        gw.admin_addr(),
+        "DELETE",
+        "/api/v1/recordings/studio/_definst_/cam",
+    );
+    assert_eq!(status, 200, "{stopped}");
+    let take1 = folder.join("take1.flv");
+    assert!(wait_finished(&take1));
+    let secs = meta_duration(&take1).unwrap();
+    assert!((2.0..10.0).contains(&secs), "take1 lasts {secs} s");
+    let (status, _) = admin(
+        gw.admin_addr(),
+        "DELETE",
+        "/api/v1/recordings/studio/_definst_/cam",
+    );
+    assert_eq!(status, 404);
+    // The live stream went on; the guest's own stop answers whether one ran.
+    assert_eq!(gw.publishing(), 1);
+    let ok = client.call_wait("startRecording", &[Amf0Value::string("cam")]);
+    assert_eq!(
+        ok.args.first().and_then(|v| v.as_str()),
+        Some("studio/_definst_/cam.flv")
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let stop = client.call_wait("stopRecording", &[Amf0Value::string("cam")]);
+    assert_eq!(
+        stop.args.first(),
+        Some(&Amf0Value::Boolean(true)),
+        "{stop:?}"
+    );
+    let stop = client.call_wait("stopRecording", &[Amf0Value::string("cam")]);
+    assert_eq!(
+        stop.args.first(),
+        Some(&Amf0Value::Boolean(false)),
+        "{stop:?}"
+    );
+    assert!(wait_finished(&folder.join("cam.flv")));
+    assert!(meta_duration(&folder.join("cam.flv")).unwrap() >= 1.0);
+    // A name that would leave the folder is refused to the guest too.
+    let bad = client.call_wait(
+        "startRecording",
+        &[Amf0Value::string("cam"), Amf0Value::string("../x")],
+    );
+    assert_eq!(bad.name, "_error", "{bad:?}");
+    publisher.kill();
+}
+
 /// The gateway binary with `record = "all"` into `rec`, its log in `log`.
 fn spawn_binary(rec: &Path, port: u16, log: &Path) -> std::process::Child {
     let cfg = rec.with_extension("toml");

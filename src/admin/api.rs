@@ -19,6 +19,7 @@ use super::apps::rfc3339;
 use super::state::AdminState;
 use crate::gateway::OPERATOR_KICK;
 use crate::media::StreamKey;
+use crate::media::record::RecordingInfo;
 
 type Resp = Response<Full<Bytes>>;
 
@@ -169,10 +170,15 @@ async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) ->
         (Method::DELETE, ["streams", app, instance, name]) => {
             delete_stream(state, app, instance, name).await
         }
+        (Method::GET, ["recordings"]) => ok(recordings(state)),
+        (Method::DELETE, ["recordings", app, instance, name]) => {
+            stop_recording(state, app, instance, name)
+        }
         (
             _,
             [
-                "openapi.json" | "server" | "config" | "apps" | "clients" | "streams",
+                "openapi.json" | "server" | "config" | "apps" | "clients" | "streams"
+                | "recordings",
                 ..,
             ],
         ) => method_not_allowed(),
@@ -308,6 +314,53 @@ async fn delete_stream(state: &AdminState, app: &str, instance: &str, name: &str
     info!(stream = %key, publisher, "stream stopped by operator");
     wait_gone(state, publisher).await;
     ok(json!({ "stopped": key.to_string(), "publisher": publisher }))
+}
+
+fn recording_json(r: &RecordingInfo) -> Value {
+    json!({
+        "app": r.stream.app,
+        "instance": r.stream.instance,
+        "name": r.stream.name,
+        "path": r.stream.to_string(),
+        "file": r.file.to_string_lossy(),
+        "bytes": r.bytes,
+        "duration_ms": r.duration_ms,
+        "started_at": rfc3339(r.started_at),
+        "origin": r.origin.as_str(),
+        "waiting": r.waiting,
+    })
+}
+
+fn recordings(state: &AdminState) -> Value {
+    Value::Array(
+        state
+            .core
+            .recordings()
+            .list()
+            .iter()
+            .map(recording_json)
+            .collect(),
+    )
+}
+
+/// Stops a recording and keeps its file (finished with its index as at a publish's end); the
+/// stream and its players go on.
+fn stop_recording(state: &AdminState, app: &str, instance: &str, name: &str) -> Resp {
+    let key = StreamKey {
+        app: app.into(),
+        instance: instance.into(),
+        name: name.into(),
+    };
+    match state.core.recordings().stop(&key) {
+        Some(r) => {
+            info!(stream = %key, file = %r.file.display(), "recording stopped by operator");
+            ok(json!({ "stopped": recording_json(&r) }))
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            &format!("stream {key} is not being recorded"),
+        ),
+    }
 }
 
 fn metrics(state: &AdminState) -> Resp {

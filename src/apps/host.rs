@@ -19,7 +19,8 @@ use super::bindings::wasmgate::app::{host, types};
 use super::json;
 use super::manifest::{Grants, Network};
 use super::messages::{ClientMeta, ToConn};
-use crate::media::Registry;
+use crate::media::record::{Origin, Recordings, record_path};
+use crate::media::{Registry, StreamKey};
 use crate::state::{Scope, StateStore};
 
 /// Bounds on what one instance may hold through host calls (key-value bounds are the store's).
@@ -66,6 +67,8 @@ pub struct InstanceState {
     next_timer: u64,
     next_call: u64,
     pub registry: Option<Arc<Registry>>,
+    /// Where `record-start` / `record-stop` act; none in a trial start.
+    pub recordings: Option<Arc<Recordings>>,
 }
 
 impl InstanceState {
@@ -83,6 +86,11 @@ impl InstanceState {
             scope: Scope::new(app, instance),
             ..InstanceState::default()
         }
+    }
+
+    pub fn with_recordings(mut self, recordings: Arc<Recordings>) -> InstanceState {
+        self.recordings = Some(recordings);
+        self
     }
 
     /// The earliest timer, if any.
@@ -223,6 +231,15 @@ impl HostState {
             },
             st,
             settings,
+        }
+    }
+
+    /// A stream of this instance.
+    fn stream_key(&self, name: &str) -> StreamKey {
+        StreamKey {
+            app: self.st.app.clone(),
+            instance: self.st.instance.clone(),
+            name: name.to_owned(),
         }
     }
 
@@ -430,6 +447,44 @@ impl host::Host for HostState {
                 players: players as u32,
             })
             .collect()
+    }
+
+    fn record_start(&mut self, stream: String, name: String) -> Result<String, String> {
+        let (Some(reg), Some(recordings)) = (&self.st.registry, &self.st.recordings) else {
+            return Err("recording is not available in a trial start".to_owned());
+        };
+        let key = self.stream_key(&stream);
+        let file_key = StreamKey {
+            name: if name.is_empty() { stream } else { name },
+            ..key.clone()
+        };
+        let dir = reg.config().record_dir.clone();
+        let path = record_path(&dir, &file_key).map_err(|e| e.to_string())?;
+        let info = recordings
+            .start(key, path, false, Origin::Guest)
+            .map_err(|e| e.to_string())?;
+        info!(app = %self.st.app, stream = %info.stream, file = %info.file.display(), "recording started by the app");
+        // The guest sees where under the record folder, not the host's absolute path.
+        Ok(info
+            .file
+            .strip_prefix(&dir)
+            .unwrap_or(&info.file)
+            .to_string_lossy()
+            .into_owned())
+    }
+
+    fn record_stop(&mut self, stream: String) -> bool {
+        let Some(recordings) = &self.st.recordings else {
+            return false;
+        };
+        let key = self.stream_key(&stream);
+        match recordings.stop(&key) {
+            Some(info) => {
+                info!(app = %self.st.app, stream = %key, file = %info.file.display(), "recording stopped by the app");
+                true
+            }
+            None => false,
+        }
     }
 }
 

@@ -32,6 +32,7 @@ pub use messages::{ClientMeta, DataOutcome, ToConn};
 
 use crate::config::{AppsConfig, FailurePolicy, UnknownApps};
 use crate::media::Registry;
+use crate::media::record::Recordings;
 use crate::state::{MemoryStore, StateStore};
 use engine::{Module, Runtime};
 use entry::lock;
@@ -108,6 +109,8 @@ pub struct AppManager {
     cfg: AppsConfig,
     runtime: Option<Arc<Runtime>>,
     registry: Arc<Registry>,
+    /// What guests' `record-start` / `record-stop` act on.
+    recordings: Arc<Recordings>,
     /// Where every instance's `kv-*` calls go.
     state: Arc<dyn StateStore>,
     apps: Mutex<HashMap<String, Arc<AppEntry>>>,
@@ -122,12 +125,14 @@ impl AppManager {
     pub fn disabled(
         cfg: AppsConfig,
         registry: Arc<Registry>,
+        recordings: Arc<Recordings>,
         state: Arc<dyn StateStore>,
     ) -> Arc<AppManager> {
         Arc::new(AppManager {
             cfg,
             runtime: None,
             registry,
+            recordings,
             state,
             apps: Mutex::new(HashMap::new()),
             instances: Mutex::new(HashMap::new()),
@@ -141,10 +146,11 @@ impl AppManager {
     pub async fn start(
         cfg: AppsConfig,
         registry: Arc<Registry>,
+        recordings: Arc<Recordings>,
         state: Arc<dyn StateStore>,
     ) -> Result<Arc<AppManager>, String> {
         let Some(dir) = cfg.dir.clone() else {
-            return Ok(AppManager::disabled(cfg, registry, state));
+            return Ok(AppManager::disabled(cfg, registry, recordings, state));
         };
         if !dir.is_dir() {
             return Err(format!("apps.dir: {} is not a directory", dir.display()));
@@ -155,7 +161,8 @@ impl AppManager {
             .map_err(|e| format!("engine start panicked: {e}"))??;
         let mgr = Arc::new(AppManager {
             runtime: Some(Arc::new(runtime)),
-            ..Arc::into_inner(AppManager::disabled(cfg, registry, state)).ok_or("unreachable")?
+            ..Arc::into_inner(AppManager::disabled(cfg, registry, recordings, state))
+                .ok_or("unreachable")?
         });
         for app in app_folders(&dir) {
             if let Err(e) = mgr.reload(&app).await {
@@ -195,7 +202,8 @@ impl AppManager {
         let (tx, rx) = mpsc::channel(self.cfg.queue);
         if instances.len() < self.cfg.max_instances as usize {
             let st =
-                host::InstanceState::new(app, instance, self.registry.clone(), self.state.clone());
+                host::InstanceState::new(app, instance, self.registry.clone(), self.state.clone())
+                    .with_recordings(self.recordings.clone());
             let actor = instance::Actor::new(runtime, entry.clone(), self.cfg.clone(), rx, st);
             tokio::spawn(actor.run());
             instances.insert(key, tx.clone());

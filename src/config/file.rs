@@ -266,6 +266,7 @@ impl Config {
             gop_cache_max_frames: self.media.gop_cache_max_frames,
             takeover: self.media.takeover,
             takeover_idle: Duration::from_secs(self.media.takeover_idle_secs),
+            record_dir: self.media.record_dir.clone(),
         }
     }
 }

@@ -20,7 +20,7 @@ use super::playback::Plays;
 use crate::apps::{APP_ERROR, ClientMeta, DataOutcome, InstanceHandle, Route, ToActor, ToConn};
 use crate::config::FailurePolicy;
 use crate::gateway::{ClientEntry, Core};
-use crate::media::record::{self, Recording};
+use crate::media::record::{self, Origin};
 use crate::media::{Player, PublishError, Publisher, StreamKey, TooSlow};
 use crate::rtmp::amf::{Amf0Value, encode_amf0_all};
 use crate::rtmp::command::{AppPath, ConnectRequest, StreamName};
@@ -139,8 +139,6 @@ struct Conn {
     session: Session,
     app: Option<AppPath>,
     publishers: HashMap<u32, Publisher>,
-    /// Recordings of this connection's publishes; dropping one finishes its file.
-    recordings: HashMap<u32, Recording>,
     plays: Plays,
     out: Vec<Bytes>,
     bytes_out: u64,
@@ -179,7 +177,6 @@ impl Conn {
             core,
             app: None,
             publishers: HashMap::new(),
-            recordings: HashMap::new(),
             plays: Plays::default(),
             out: Vec::new(),
             bytes_out: 0,
@@ -391,7 +388,6 @@ impl Conn {
                 },
                 Event::Unpublish { stream_id } => {
                     self.publish_pending.remove(&stream_id);
-                    self.recordings.remove(&stream_id);
                     if let Some(p) = self.publishers.remove(&stream_id) {
                         info!(stream = %p.key(), "unpublished");
                         if let Some(link) = &self.link {
@@ -609,6 +605,9 @@ impl Conn {
                         Ok(()) => self.start_publish(stream_id, name, &kind),
                         Err(reason) => {
                             info!(stream = %name, %reason, "publish denied by the application");
+                            // A recording the app armed for this publish has nothing to record.
+                            let key = self.key(&name);
+                            self.core.recordings().cancel_waiting(&key);
                             self.deny_publish(stream_id, &reason);
                         }
                     }
@@ -673,7 +672,6 @@ impl Conn {
         {
             // Another connection took this stream over.
             self.publishers.remove(&stream_id);
-            self.recordings.remove(&stream_id);
             self.session.send_status(
                 stream_id,
                 "error",
@@ -806,6 +804,7 @@ impl Conn {
                 Ok(path) => Some(path),
                 Err(e) => {
                     warn!(stream = %key, error = %e, "publish refused");
+                    self.core.recordings().cancel_waiting(&key);
                     self.session.publish_rejected(
                         stream_id,
                         "NetStream.Publish.BadName",
@@ -826,9 +825,12 @@ impl Conn {
             .publish(key.clone(), self.client.clone())
         {
             Ok((p, displaced)) => {
+                let recordings = self.core.recordings();
                 if let Some(old) = displaced {
                     info!(stream = %key, displaced = old.id(), "publishing: took the stream over");
                     old.stop("The stream was taken over by a new publisher.");
+                    // The new publisher's clock starts over: a new file, not a jump in the old.
+                    recordings.stop(&key);
                 } else {
                     info!(stream = %key, "publishing");
                 }
@@ -836,8 +838,12 @@ impl Conn {
                 self.session.publish_started(stream_id);
                 if let Some(path) = record_to {
                     let append = kind == "append";
-                    let rec = record::spawn(self.core.registry(), key.clone(), path, append);
-                    self.recordings.insert(stream_id, rec);
+                    if let Err(e) = recordings.start(key.clone(), path, append, Origin::Publish) {
+                        // The app started one for this publish already (`record-start`).
+                        debug!(stream = %key, error = %e, "publish type recording not started");
+                    }
+                }
+                if recordings.get(&key).is_some() {
                     self.session.send_status(
                         stream_id,
                         "status",

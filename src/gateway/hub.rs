@@ -18,6 +18,7 @@ use super::settings::{Settings, Snapshot};
 use super::stats::{Counters, StatsSnapshot};
 use crate::apps::AppManager;
 use crate::config::Config;
+use crate::media::record::Recordings;
 use crate::media::{Registry, StreamKey};
 use crate::rtmp::SessionConfig;
 
@@ -28,6 +29,7 @@ pub const OPERATOR_KICK: &str = "Kicked by the server operator.";
 pub struct Core {
     settings: Settings,
     registry: Arc<Registry>,
+    recordings: Arc<Recordings>,
     clients: Arc<Clients>,
     apps: Arc<AppManager>,
     counters: Counters,
@@ -38,11 +40,17 @@ pub struct Core {
 }
 
 impl Core {
-    /// A core serving `config`, with `apps` (built over the same `registry`).
-    pub fn new(config: Config, registry: Arc<Registry>, apps: Arc<AppManager>) -> Arc<Core> {
+    /// A core serving `config`, with `recordings` and `apps` built over the same `registry`.
+    pub fn new(
+        config: Config,
+        registry: Arc<Registry>,
+        recordings: Arc<Recordings>,
+        apps: Arc<AppManager>,
+    ) -> Arc<Core> {
         Arc::new(Core {
             settings: Settings::new(config),
             registry,
+            recordings,
             clients: Arc::new(Clients::default()),
             apps,
             counters: Counters::default(),
@@ -71,6 +79,11 @@ impl Core {
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// The recordings running now.
+    pub fn recordings(&self) -> &Arc<Recordings> {
+        &self.recordings
     }
 
     pub fn clients(&self) -> &Arc<Clients> {

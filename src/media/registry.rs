@@ -34,6 +34,8 @@ pub struct MediaConfig {
     pub takeover: TakeoverPolicy,
     /// For [`TakeoverPolicy::Idle`]: how long the current publisher must have sent nothing.
     pub takeover_idle: std::time::Duration,
+    /// Where recordings go (`[media] record_dir`).
+    pub record_dir: std::path::PathBuf,
 }
 
 /// Whether a new publisher may take a stream name over from the current one (a publisher that
@@ -59,6 +61,7 @@ impl Default for MediaConfig {
             gop_cache_max_frames: 4096,
             takeover: TakeoverPolicy::Idle,
             takeover_idle: std::time::Duration::from_secs(5),
+            record_dir: std::path::PathBuf::from("recordings"),
         }
     }
 }

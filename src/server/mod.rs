@@ -23,6 +23,7 @@ use crate::apps::AppManager;
 use crate::config::{Config, HttpSection};
 use crate::gateway::{Core, Prepared, ReloadHook, Reloader};
 use crate::media::Registry;
+use crate::media::record::Recordings;
 use crate::state::MemoryStore;
 use crate::tls::{PreparedTls, TlsError, TlsState};
 use crate::tunnel::{Tunnel, TunnelReload};
@@ -120,11 +121,17 @@ impl Server {
         }
         // In-process state today; a shared store (Redis) is another `StateStore` handed in here.
         let state = Arc::new(MemoryStore::default());
-        let manager = AppManager::start(config.apps.clone(), registry.clone(), state)
-            .await
-            .map_err(StartError::Apps)?;
+        let recordings = Recordings::new(registry.clone());
+        let manager = AppManager::start(
+            config.apps.clone(),
+            registry.clone(),
+            recordings.clone(),
+            state,
+        )
+        .await
+        .map_err(StartError::Apps)?;
         let tunnel = Arc::new(Tunnel::new(config.http.clone()));
-        let core = Core::new(config, registry, manager);
+        let core = Core::new(config, registry, recordings, manager);
         let reloader = Reloader::new(core.clone());
         reloader.add_hook(Arc::new(TunnelReload(tunnel.clone())));
         reloader.add_hook(Arc::new(TlsReload(tls.clone())));

@@ -255,6 +255,17 @@ pub fn streams() -> Vec<StreamInfo> {
     h::streams()
 }
 
+/// Records `stream` of this instance to `<name>.flv` (`""`: the stream's name) under the
+/// gateway's record folder; a stream that is not live yet is recorded from its next publish.
+/// Returns the file's path under the record folder.
+pub fn record_start(stream: &str, name: &str) -> Result<String, String> {
+    h::record_start(stream, name)
+}
+/// Stops the recording of `stream`; false when none ran.
+pub fn record_stop(stream: &str) -> bool {
+    h::record_stop(stream)
+}
+
 /// The value of `key` in a URL query (`a=1&token=x`), percent-decoded.
 pub fn query_param(query: &str, key: &str) -> Option<String> {
     query.split('&').find_map(|pair| {

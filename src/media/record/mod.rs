@@ -1,6 +1,6 @@
 //! Recording live streams to FLV files. A recording is one more sink of a stream's frames
-//! (`recorder.rs`, fed through [`Playback`](super::Playback) like a player); `flv.rs` is the
-//! file format, `path.rs` where files go and which names are refused, `scan.rs` reads a file
+//! (`recorder.rs`, fed through [`Playback`](super::Playback) like a player), listed and
+//! stopped through [`Recordings`] (`recordings.rs`); `flv.rs` is the file format, `path.rs` where files go and which names are refused, `scan.rs` reads a file
 //! back tag by tag and `repair.rs` finishes the `.part` files a killed gateway left.
 //!
 //! Which publishes record is the `[media] record` mode with the client's publish type, as
@@ -9,11 +9,12 @@
 mod flv;
 mod path;
 mod recorder;
+mod recordings;
 mod repair;
 mod scan;
 
 pub use path::{BadName, part_path, record_path, unused_path};
-pub use recorder::{Recording, spawn};
+pub use recordings::{AlreadyRecording, Origin, RecordingInfo, Recordings};
 pub use repair::repair_dir;
 
 /// `[media] record`: which publishes are written to files.

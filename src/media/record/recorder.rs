@@ -14,15 +14,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::sync::Notify;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 
 use super::super::player::Player;
-use super::super::registry::{Frame, Registry, StreamKey, Subscription};
+use super::super::registry::{Frame, Subscription};
 use super::super::sink::{MediaSink, Playback};
 use super::flv::{self, Index, Keyframe};
-use super::path::{part_path, unused_path_now};
+use super::path::part_path;
+use super::recordings::Shared;
 use super::scan;
 use crate::rtmp::amf::Amf0Value;
 use crate::rtmp::session::MediaKind;
@@ -31,37 +31,6 @@ use crate::rtmp::session::MediaKind;
 const WRITE_CHUNK: usize = 256 * 1024;
 /// How often buffered tags are pushed to the file.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
-
-/// A running recording, owned by whoever started it (the publishing connection): it ends when
-/// the publish ends or when this handle is dropped, with what was published until then.
-pub struct Recording {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    key: StreamKey,
-    stop: Notify,
-}
-
-impl Drop for Recording {
-    fn drop(&mut self) {
-        self.shared.stop.notify_one();
-    }
-}
-
-/// Starts recording `key` into `path`: a new file (a free name next to `path` when it exists,
-/// see [`unused_path`]), or with `append` the end of the finished `path` when there is one.
-/// Subscribes before returning, so nothing published after this call is missed; the folder
-/// and file are set up by the task (the ring holds what arrives meanwhile).
-pub fn spawn(registry: &Arc<Registry>, key: StreamKey, path: PathBuf, append: bool) -> Recording {
-    let sub = registry.tap(key.clone());
-    let shared = Arc::new(Shared {
-        key,
-        stop: Notify::new(),
-    });
-    tokio::spawn(run(sub, path, append, shared.clone()));
-    Recording { shared }
-}
 
 /// Turns admitted frames into FLV tags with timestamps from 0 and remembers what the final
 /// `onMetaData` needs.
@@ -143,7 +112,9 @@ fn publisher_metadata(frame: &Frame) -> Option<Vec<(String, Amf0Value)>> {
     scan::metadata(&frame.payload)
 }
 
-async fn run(sub: Subscription, path: PathBuf, append: bool, shared: Arc<Shared>) {
+/// Records `sub` into `path` (already past the suffix rule), or with `append` onto the end of
+/// the finished file there, until the publish ends or `shared.stop` is notified.
+pub(super) async fn run(sub: Subscription, path: PathBuf, append: bool, shared: Arc<Shared>) {
     let key = shared.key.clone();
     let wanted = path.clone();
     let opened = tokio::task::spawn_blocking(move || open(&wanted, append))
@@ -157,6 +128,7 @@ async fn run(sub: Subscription, path: PathBuf, append: bool, shared: Arc<Shared>
         }
     };
     let part = part_path(&path);
+    shared.set_file(&path, &sink.index);
     let mut file =
         tokio::io::BufWriter::with_capacity(WRITE_CHUNK, tokio::fs::File::from_std(file));
     if sink.offset > 0 {
@@ -196,6 +168,7 @@ async fn run(sub: Subscription, path: PathBuf, append: bool, shared: Arc<Shared>
                 break;
             }
             sink.buf.clear();
+            shared.progress(&sink.index);
             // At most a second of media sits in the buffer, which is what a crash loses.
             if flushed.elapsed() >= FLUSH_EVERY {
                 if let Err(e) = file.flush().await {
@@ -219,6 +192,13 @@ async fn run(sub: Subscription, path: PathBuf, append: bool, shared: Arc<Shared>
     if let Some(e) = failed {
         // The `.part` file keeps what was written; the stream and its players go on.
         warn!(stream = %key, path = %part.display(), error = %e, "recording stopped: write failed");
+        return;
+    }
+    if sink.index.body_len == 0 {
+        // Started for a publish that never came (or sent nothing): no file is better than an
+        // empty one.
+        let _ = tokio::fs::remove_file(&part).await;
+        info!(stream = %key, path = %path.display(), "recording stopped before any media; no file written");
         return;
     }
     if sink.oversized > 0 {
@@ -272,13 +252,12 @@ fn open(path: &Path, append: bool) -> std::io::Result<(PathBuf, FlvSink, std::fs
         sink.index = s.index;
         return Ok((path.to_owned(), sink, file));
     }
-    let path = unused_path_now(path);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(part_path(&path))?;
+        .open(part_path(path))?;
     file.write_all(&flv::file_header(true, true))?;
-    Ok((path, sink, file))
+    Ok((path.to_owned(), sink, file))
 }
 
 /// Writes `dest` = header + `onMetaData` + the `s.body_len` bytes of tags that start at
