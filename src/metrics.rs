@@ -39,6 +39,8 @@ pub const GUEST_TRAPS: &str = "wasmgate_guest_traps_total";
 pub const GUEST_DEADLINES: &str = "wasmgate_guest_deadline_hits_total";
 pub const ADMIN_DENIED: &str = "wasmgate_admin_denied_total";
 pub const ADMIN_REQUESTS: &str = "wasmgate_admin_requests_total";
+pub const VOD_PLAYS: &str = "wasmgate_vod_plays_total";
+pub const VOD_SEEKS: &str = "wasmgate_vod_seeks_total";
 pub const UPTIME: &str = "wasmgate_uptime_seconds";
 pub const CONFIG_RELOADS: &str = "wasmgate_config_reloads_total";
 
@@ -80,6 +82,8 @@ pub fn describe() {
         "Connections dropped for a protocol violation after the handshake."
     );
     describe_counter!(KICKS, "Clients kicked by an operator.");
+    describe_counter!(VOD_PLAYS, "Plays of a file (video on demand) started.");
+    describe_counter!(VOD_SEEKS, "Seeks in files being played.");
     describe_counter!(
         TUNNEL_ERRORS,
         "RTMPT requests refused, by reason (unknown_session, out_of_order, too_large, ...)."
@@ -139,6 +143,8 @@ pub fn describe() {
         PLAYER_DROPS,
         PROTOCOL_ERRORS,
         KICKS,
+        VOD_PLAYS,
+        VOD_SEEKS,
         GUEST_CALLS,
         GUEST_TRAPS,
         GUEST_DEADLINES,
@@ -171,6 +177,14 @@ pub fn player_skip() {
 
 pub fn player_dropped() {
     counter!(PLAYER_DROPS).increment(1);
+}
+
+pub fn vod_play() {
+    counter!(VOD_PLAYS).increment(1);
+}
+
+pub fn vod_seek() {
+    counter!(VOD_SEEKS).increment(1);
 }
 
 pub fn kicked() {

@@ -166,6 +166,12 @@ impl Config {
             (None, Some(_)) => return bad("tls.cert", "tls.key is set but tls.cert is not".into()),
             _ => {}
         }
+        if !(500..=600_000).contains(&self.media.vod_max_lead_ms) {
+            return bad(
+                "media.vod_max_lead_ms",
+                format!("{} is outside 500..=600000", self.media.vod_max_lead_ms),
+            );
+        }
         if self.media.merge_window_ms > 1000 {
             return bad(
                 "media.merge_window_ms",

@@ -190,6 +190,12 @@ pub struct MediaSection {
     /// Where recordings go: `<record_dir>/<app>/<instance>/<name>.flv` (relative to the
     /// working directory unless absolute; created when the first recording starts).
     pub record_dir: PathBuf,
+    /// Where `play` finds files: `<vod_dir>/<app>/<instance>/<name>.flv` (or `.mp4`). The
+    /// default is the record folder, so what is recorded can be played back by its name.
+    pub vod_dir: PathBuf,
+    /// Most media a file player is sent ahead of its clock, however large its
+    /// `SetBufferLength` (rtmpdump asks for 10 hours).
+    pub vod_max_lead_ms: u32,
 }
 
 impl Default for MediaSection {
@@ -207,6 +213,8 @@ impl Default for MediaSection {
             takeover_idle_secs: m.takeover_idle.as_secs(),
             record: RecordMode::Off,
             record_dir: PathBuf::from("recordings"),
+            vod_dir: PathBuf::from("recordings"),
+            vod_max_lead_ms: 10_000,
         }
     }
 }

@@ -17,10 +17,12 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::playback::Plays;
+use super::vod::VodPlays;
 use crate::apps::{APP_ERROR, ClientMeta, DataOutcome, InstanceHandle, Route, ToActor, ToConn};
 use crate::config::FailurePolicy;
 use crate::gateway::{ClientEntry, Core};
 use crate::media::record::{self, Origin};
+use crate::media::vod::{FileName, OpenError};
 use crate::media::{Player, PublishError, Publisher, StreamKey, TooSlow};
 use crate::rtmp::amf::{Amf0Value, encode_amf0_all};
 use crate::rtmp::command::{AppPath, ConnectRequest, StreamName};
@@ -132,6 +134,14 @@ struct DataHold {
     until: tokio::time::Instant,
 }
 
+/// `play`'s arguments after the name.
+#[derive(Debug, Clone, Copy)]
+struct PlayArgs {
+    start: f64,
+    duration: f64,
+    reset: bool,
+}
+
 struct Conn {
     id: u64,
     core: Arc<Core>,
@@ -140,6 +150,7 @@ struct Conn {
     app: Option<AppPath>,
     publishers: HashMap<u32, Publisher>,
     plays: Plays,
+    vods: VodPlays,
     out: Vec<Bytes>,
     bytes_out: u64,
     peer: SocketAddr,
@@ -152,7 +163,7 @@ struct Conn {
     connect_pending: Option<AppPath>,
     /// Publishes and plays waiting for the app's decision, by stream id.
     publish_pending: HashMap<u32, (StreamName, String)>,
-    play_pending: HashMap<u32, (StreamName, f64, bool)>,
+    play_pending: HashMap<u32, (StreamName, PlayArgs)>,
     /// Our transaction id -> the app's call id, for `_result`/`_error` from the client.
     server_calls: HashMap<u64, u64>,
     next_txn: u64,
@@ -178,6 +189,7 @@ impl Conn {
             app: None,
             publishers: HashMap::new(),
             plays: Plays::default(),
+            vods: VodPlays::default(),
             out: Vec::new(),
             bytes_out: 0,
             peer,
@@ -301,6 +313,9 @@ impl Conn {
                         self.handle_events()?;
                     }
                 },
+                _ = sleep_until_opt(self.vods.wake().map(tokio::time::Instant::from_std)), if !self.vods.is_empty() => {
+                    self.vods.poll(&mut self.session, Instant::now());
+                }
                 _ = sleep_until_opt(self.data_hold.as_ref().map(|h| h.until)), if self.data_hold.is_some() => {
                     let policy = self.link.as_ref().map_or(FailurePolicy::Closed, |l| l.policy());
                     self.release_data_hold(policy, "no answer from the application in time");
@@ -417,42 +432,90 @@ impl Conn {
                     stream_id,
                     name,
                     start,
+                    duration,
                     reset,
-                } => match &self.link {
-                    Some(link) => {
-                        let msg = ToActor::Play {
-                            client: self.id,
-                            stream_id,
-                            name: name.name.clone(),
-                            query: name.query.clone().unwrap_or_default(),
-                        };
-                        if link.send(msg).is_ok() {
-                            self.play_pending.insert(stream_id, (name, start, reset));
-                        } else if link.policy() == FailurePolicy::Open {
-                            self.start_play(stream_id, name, start, reset);
-                        } else {
-                            self.session
-                                .play_failed(stream_id, "NetStream.Play.Failed", APP_ERROR);
+                } => {
+                    let args = PlayArgs {
+                        start,
+                        duration,
+                        reset,
+                    };
+                    match &self.link {
+                        Some(link) => {
+                            let msg = ToActor::Play {
+                                client: self.id,
+                                stream_id,
+                                name: name.name.clone(),
+                                query: name.query.clone().unwrap_or_default(),
+                            };
+                            if link.send(msg).is_ok() {
+                                self.play_pending.insert(stream_id, (name, args));
+                            } else if link.policy() == FailurePolicy::Open {
+                                self.start_play(stream_id, name, args);
+                            } else {
+                                self.session.play_failed(
+                                    stream_id,
+                                    "NetStream.Play.Failed",
+                                    APP_ERROR,
+                                );
+                            }
                         }
+                        None => self.start_play(stream_id, name, args),
                     }
-                    None => self.start_play(stream_id, name, start, reset),
-                },
+                }
                 Event::StopPlay { stream_id } => {
                     self.play_pending.remove(&stream_id);
-                    if let Some(p) = self.plays.remove(stream_id) {
-                        debug!(stream = %p.name, "stopped playing");
+                    let stopped = self
+                        .plays
+                        .remove(stream_id)
+                        .map(|p| p.name)
+                        .or_else(|| self.vods.remove(stream_id));
+                    if let Some(name) = stopped {
+                        debug!(stream = %name, "stopped playing");
                         if let Some(link) = &self.link {
                             let _ = link.send(ToActor::Stop {
                                 client: self.id,
-                                name: p.name.clone(),
+                                name,
                             });
                         }
                     }
                 }
-                Event::Pause {
-                    stream_id, pause, ..
+                Event::Seek {
+                    stream_id,
+                    position_ms,
                 } => {
-                    if let Some(p) = self.plays.get_mut(stream_id) {
+                    let ms = position_ms.clamp(0.0, f64::from(u32::MAX)) as u32;
+                    let now = Instant::now();
+                    if !self.vods.seek(&mut self.session, stream_id, ms, now)
+                        && let Some(p) = self.plays.get(stream_id)
+                    {
+                        // A live stream has no past to seek in: say so in the way ffmpeg
+                        // waits for, and keep playing from now.
+                        let name = p.name.clone();
+                        self.session.seek_notify(stream_id, &name, 0);
+                    }
+                }
+                Event::StreamLength {
+                    transaction_id,
+                    name,
+                } => {
+                    let secs = self.stream_length(&name);
+                    self.session
+                        .send_result(transaction_id, &[Amf0Value::Number(secs)]);
+                }
+                Event::Pause {
+                    stream_id,
+                    pause,
+                    position_ms,
+                } => {
+                    if self.vods.pause(
+                        &mut self.session,
+                        stream_id,
+                        pause,
+                        position_ms,
+                        Instant::now(),
+                    ) {
+                    } else if let Some(p) = self.plays.get_mut(stream_id) {
                         p.playback.player_mut().set_paused(pause);
                         let name = p.name.clone();
                         self.session.pause_notify(stream_id, pause, &name);
@@ -614,9 +677,9 @@ impl Conn {
                 }
             }
             ToConn::Play { stream_id, result } => {
-                if let Some((name, start, reset)) = self.play_pending.remove(&stream_id) {
+                if let Some((name, args)) = self.play_pending.remove(&stream_id) {
                     match result {
-                        Ok(()) => self.start_play(stream_id, name, start, reset),
+                        Ok(()) => self.start_play(stream_id, name, args),
                         Err(reason) => {
                             info!(stream = %name, %reason, "play denied by the application");
                             self.session
@@ -863,12 +926,44 @@ impl Conn {
         }
     }
 
-    fn start_play(&mut self, stream_id: u32, name: StreamName, start: f64, reset: bool) {
+    /// Plays the live stream or a file, by the rules of the README's "Playing files".
+    fn start_play(&mut self, stream_id: u32, name: StreamName, args: PlayArgs) {
         let key = self.key(&name);
         self.plays.remove(stream_id);
+        self.vods.remove(stream_id);
+        let file = FileName::parse(&name.name);
+        let live_now = self.core.registry().publisher_of(&key).is_some();
+        // ffmpeg and Flash send -2000 (-2 s) for "live or recorded"; some clients send -2.
+        let any = args.start == -2000.0 || args.start == -2.0;
+        let recorded = file.explicit || args.start >= 0.0 || (any && !live_now);
+        if recorded {
+            let config = self.core.config();
+            match file.find(&config.media.vod_dir, &key) {
+                Ok(Some(path)) => return self.start_file(stream_id, &name, &key, path, args),
+                Ok(None) if file.explicit || (args.start >= 0.0 && !live_now) => {
+                    info!(stream = %key, "play: no such file");
+                    self.session.play_failed(
+                        stream_id,
+                        "NetStream.Play.StreamNotFound",
+                        &format!("Failed to play {}; stream not found.", name.name),
+                    );
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(stream = %key, error = %e, "play refused");
+                    self.session.play_failed(
+                        stream_id,
+                        "NetStream.Play.StreamNotFound",
+                        &e.to_string(),
+                    );
+                    return;
+                }
+            }
+        }
         let sub = self.core.registry().play(key.clone());
-        info!(stream = %key, start, live = sub.live, "playing");
-        self.session.play_started(stream_id, &name.name, reset);
+        info!(stream = %key, start = args.start, live = sub.live, "playing");
+        self.session.play_started(stream_id, &name.name, args.reset);
         let config = self.core.config();
         let media = &config.media;
         let player = Player::new(
@@ -877,6 +972,74 @@ impl Conn {
         );
         self.plays
             .start(&mut self.session, stream_id, name.name, sub, player);
+    }
+
+    fn start_file(
+        &mut self,
+        stream_id: u32,
+        name: &StreamName,
+        key: &StreamKey,
+        path: std::path::PathBuf,
+        args: PlayArgs,
+    ) {
+        let file = match self.core.vod().open(&path) {
+            Ok(f) => f,
+            Err(OpenError::NotFound) => {
+                self.session.play_failed(
+                    stream_id,
+                    "NetStream.Play.StreamNotFound",
+                    &format!("Failed to play {}; stream not found.", name.name),
+                );
+                return;
+            }
+            Err(e) => {
+                warn!(stream = %key, file = %path.display(), error = %e, "file cannot be played");
+                self.session.play_failed(
+                    stream_id,
+                    "NetStream.Play.Failed",
+                    &format!("Failed to play {}: the file {e}.", name.name),
+                );
+                return;
+            }
+        };
+        let config = self.core.config();
+        let max_lead = config.media.vod_max_lead_ms;
+        let lead = self
+            .session
+            .buffer_length_ms()
+            .clamp(500, max_lead.max(500));
+        let start_ms = args.start.clamp(0.0, f64::from(u32::MAX)) as u32;
+        let duration_ms =
+            (args.duration >= 0.0).then(|| args.duration.min(f64::from(u32::MAX)) as u32);
+        info!(stream = %key, file = %path.display(), start_ms, ?duration_ms, lead_ms = lead, "playing a file");
+        self.session.play_started(stream_id, &name.name, args.reset);
+        self.vods.start(
+            stream_id,
+            name.name.clone(),
+            file,
+            start_ms,
+            duration_ms,
+            Duration::from_millis(u64::from(lead)),
+            Instant::now(),
+        );
+    }
+
+    /// `getStreamLength`: a file's length in seconds, 0 for a live stream or nothing.
+    fn stream_length(&self, name: &str) -> f64 {
+        if let Some(secs) = self.vods.length_secs(name) {
+            return secs;
+        }
+        let stream = StreamName::parse(name);
+        let key = self.key(&stream);
+        let config = self.core.config();
+        match FileName::parse(&stream.name).find(&config.media.vod_dir, &key) {
+            Ok(Some(path)) => self
+                .core
+                .vod()
+                .open(&path)
+                .map_or(0.0, |f| f64::from(f.index.duration_ms) / 1000.0),
+            _ => 0.0,
+        }
     }
 }
 

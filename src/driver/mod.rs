@@ -4,9 +4,11 @@
 //! | file | job |
 //! |---|---|
 //! | `conn.rs` | the task's loop (read, write, timers, shutdown, kick) and the session's events: connect, publish, play, calls, data, app decisions |
-//! | `playback.rs` | the NetStreams a connection plays: [`crate::media::Playback`] with the session as the sink |
+//! | `playback.rs` | the NetStreams a connection plays live: [`crate::media::Playback`] with the session as the sink |
+//! | `vod.rs` | the NetStreams a connection plays from files: [`crate::media::vod::Cursor`] pacing, seek, pause, end statuses |
 
 mod conn;
 mod playback;
+mod vod;
 
 pub use conn::serve;

@@ -19,6 +19,7 @@ use super::stats::{Counters, StatsSnapshot};
 use crate::apps::AppManager;
 use crate::config::Config;
 use crate::media::record::Recordings;
+use crate::media::vod::Library;
 use crate::media::{Registry, StreamKey};
 use crate::rtmp::SessionConfig;
 
@@ -30,6 +31,8 @@ pub struct Core {
     settings: Settings,
     registry: Arc<Registry>,
     recordings: Arc<Recordings>,
+    /// The files being played, indexed once each.
+    vod: Library,
     clients: Arc<Clients>,
     apps: Arc<AppManager>,
     counters: Counters,
@@ -51,6 +54,7 @@ impl Core {
             settings: Settings::new(config),
             registry,
             recordings,
+            vod: Library::default(),
             clients: Arc::new(Clients::default()),
             apps,
             counters: Counters::default(),
@@ -79,6 +83,11 @@ impl Core {
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// The files players play, shared by all of them.
+    pub fn vod(&self) -> &Library {
+        &self.vod
     }
 
     /// The recordings running now.

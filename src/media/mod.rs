@@ -17,6 +17,7 @@ pub mod record;
 pub mod registry;
 pub mod sink;
 pub mod source;
+pub mod vod;
 
 pub use player::{Admit, Player};
 pub use record::RecordMode;

@@ -127,9 +127,22 @@ pub enum Event {
     Play {
         stream_id: u32,
         name: StreamName,
-        /// -2 live or recorded, -1 live only, >= 0 recorded from that second (see README).
+        /// Milliseconds: -2000 (or -2) live or recorded, any other negative (librtmp's -1000)
+        /// live only, >= 0 recorded from there (see README).
         start: f64,
+        /// Milliseconds of a recording to play; negative: to the end, 0: one frame.
+        duration: f64,
         reset: bool,
+    },
+    /// `seek(ms)` on a playing stream. Answer with [`Session::seek_notify`].
+    Seek {
+        stream_id: u32,
+        position_ms: f64,
+    },
+    /// `getStreamLength(name)`: answer with [`Session::send_result`] and the length in seconds.
+    StreamLength {
+        transaction_id: f64,
+        name: String,
     },
     /// Playback on `stream_id` ended (closeStream, deleteStream or a new play replacing it).
     StopPlay {
@@ -572,6 +585,64 @@ impl Session {
         )));
     }
 
+    /// A seek landed at `position_ms`: `Seek.Notify` (ffmpeg drops everything until it), then
+    /// `Play.Start` and the sample-access grant again, as FMS sends them.
+    pub fn seek_notify(&mut self, stream_id: u32, name: &str, position_ms: u32) {
+        self.send_control(ControlMessage::UserControl(UserControlEvent::StreamBegin(
+            stream_id,
+        )));
+        self.send_status(
+            stream_id,
+            "status",
+            "NetStream.Seek.Notify",
+            &format!("Seeking {position_ms} (stream ID: {stream_id})."),
+        );
+        self.send_status(
+            stream_id,
+            "status",
+            "NetStream.Play.Start",
+            &format!("Started playing {name}."),
+        );
+        self.send_data(
+            stream_id,
+            &[
+                Amf0Value::string("|RtmpSampleAccess"),
+                Amf0Value::Boolean(true),
+                Amf0Value::Boolean(true),
+            ],
+        );
+    }
+
+    /// A recording played to its end (or its `duration`): `onPlayStatus` with
+    /// `NetStream.Play.Complete`, StreamEOF, then `NetStream.Play.Stop` (ffmpeg and rtmpdump
+    /// end there).
+    pub fn play_complete(&mut self, stream_id: u32, name: &str, duration_ms: u32, bytes: u64) {
+        self.send_data(
+            stream_id,
+            &[
+                Amf0Value::string("onPlayStatus"),
+                Amf0Value::object([
+                    ("level", Amf0Value::string("status")),
+                    ("code", Amf0Value::string("NetStream.Play.Complete")),
+                    (
+                        "duration",
+                        Amf0Value::Number(f64::from(duration_ms) / 1000.0),
+                    ),
+                    ("bytes", Amf0Value::Number(bytes as f64)),
+                ]),
+            ],
+        );
+        self.send_control(ControlMessage::UserControl(UserControlEvent::StreamEof(
+            stream_id,
+        )));
+        self.send_status(
+            stream_id,
+            "status",
+            "NetStream.Play.Stop",
+            &format!("Stopped playing {name}."),
+        );
+    }
+
     pub fn pause_notify(&mut self, stream_id: u32, paused: bool, name: &str) {
         let (code, what) = if paused {
             ("NetStream.Pause.Notify", "Pausing")
@@ -898,8 +969,9 @@ impl Session {
                     return Ok(());
                 };
                 let start = cmd.arg(1).and_then(|v| v.as_f64()).unwrap_or(-2.0);
+                let duration = cmd.arg(2).and_then(|v| v.as_f64()).unwrap_or(-1.0);
                 let reset = cmd.arg(3).and_then(|v| v.as_bool()).unwrap_or(true);
-                self.begin_play(stream_id, &raw, start, reset);
+                self.begin_play(stream_id, &raw, start, duration, reset);
             }
             "play2" => {
                 let stream_id = msg_stream;
@@ -923,8 +995,9 @@ impl Session {
                     )));
                 }
                 let start = params.get("start").and_then(|v| v.as_f64()).unwrap_or(-2.0);
+                let duration = params.get("len").and_then(|v| v.as_f64()).unwrap_or(-1.0);
                 let reset = params.get("transition").and_then(|v| v.as_str()) == Some("reset");
-                self.begin_play(stream_id, &raw, start, reset);
+                self.begin_play(stream_id, &raw, start, duration, reset);
             }
             "pause" | "pauseRaw" => {
                 let pause = cmd.arg(0).and_then(|v| v.as_bool()).unwrap_or(true);
@@ -960,8 +1033,18 @@ impl Session {
                 self.streams.remove(&id);
             }
             "getStreamLength" => {
-                // Live streams have no length; FMS answers 0.
-                self.send_result(txn, &[Amf0Value::Number(0.0)]);
+                let name = arg_str(0).unwrap_or_default();
+                self.events.push_back(Event::StreamLength {
+                    transaction_id: txn,
+                    name,
+                });
+            }
+            "seek" => {
+                let position_ms = cmd.arg(0).and_then(|v| v.as_f64()).unwrap_or(0.0);
+                self.events.push_back(Event::Seek {
+                    stream_id: msg_stream,
+                    position_ms,
+                });
             }
             // Replies to our own calls (`send_call` with a transaction id) go to the owner.
             "_result" | "_error" if txn != 0.0 => self.events.push_back(Event::CallReply {
@@ -975,7 +1058,7 @@ impl Session {
         Ok(())
     }
 
-    fn begin_play(&mut self, stream_id: u32, raw: &str, start: f64, reset: bool) {
+    fn begin_play(&mut self, stream_id: u32, raw: &str, start: f64, duration: f64, reset: bool) {
         if matches!(self.streams.get(&stream_id), Some(Role::Playing(_))) {
             self.events.push_back(Event::StopPlay { stream_id });
         } else if !matches!(self.streams.get(&stream_id), Some(Role::Idle)) {
@@ -987,6 +1070,7 @@ impl Session {
             stream_id,
             name: StreamName::parse(raw),
             start,
+            duration,
             reset,
         });
     }

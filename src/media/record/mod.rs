@@ -13,7 +13,7 @@ mod recordings;
 mod repair;
 mod scan;
 
-pub use path::{BadName, part_path, record_path, unused_path};
+pub use path::{BadName, file_path, part_path, record_path, unused_path};
 pub use recordings::{AlreadyRecording, Origin, RecordingInfo, Recordings};
 pub use repair::repair_dir;
 

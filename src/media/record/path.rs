@@ -43,6 +43,12 @@ fn check_segment(what: &'static str, value: &str, seg: &str) -> Result<(), BadNa
 /// The file a recording of `key` is written to, before the suffix rule. Stream names may
 /// hold `/`-separated subfolders (`show/part1`); app and instance may not.
 pub fn record_path(dir: &Path, key: &StreamKey) -> Result<PathBuf, BadName> {
+    file_path(dir, key, "flv")
+}
+
+/// `<dir>/<app>/<instance>/<name>.<ext>` for `key`, refusing names that would leave `dir`
+/// (the rules of [`record_path`]; recordings and the files players ask for alike).
+pub fn file_path(dir: &Path, key: &StreamKey, ext: &str) -> Result<PathBuf, BadName> {
     for (what, v) in [("app", &key.app), ("instance", &key.instance)] {
         check_segment(what, v, v)?;
         if v.contains('/') {
@@ -62,7 +68,7 @@ pub fn record_path(dir: &Path, key: &StreamKey) -> Result<PathBuf, BadName> {
     for f in folders {
         path.push(f);
     }
-    path.push(format!("{last}.flv"));
+    path.push(format!("{last}.{ext}"));
     Ok(path)
 }
 

@@ -10,19 +10,20 @@
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 
 use super::super::player::Player;
-use super::super::registry::{Frame, Subscription};
+use super::super::registry::{Frame, StreamKey, Subscription};
 use super::super::sink::{MediaSink, Playback};
 use super::flv::{self, Index, Keyframe};
 use super::path::part_path;
-use super::recordings::Shared;
 use super::scan;
 use crate::rtmp::amf::Amf0Value;
 use crate::rtmp::session::MediaKind;
@@ -31,6 +32,64 @@ use crate::rtmp::session::MediaKind;
 const WRITE_CHUNK: usize = 256 * 1024;
 /// How often buffered tags are pushed to the file.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// Who asked for a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The `[media] record` mode with the publisher's publish type.
+    Publish,
+    /// A guest's `record-start`.
+    Guest,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Publish => "publish",
+            Origin::Guest => "guest",
+        }
+    }
+}
+
+/// What a recorder task shares with the table and whoever stops it.
+pub(super) struct Shared {
+    pub key: StreamKey,
+    pub stop: Notify,
+    pub origin: Origin,
+    pub started_at: SystemTime,
+    /// The finished file's name; set by the task once the suffix rule chose it.
+    pub file: Mutex<PathBuf>,
+    pub bytes: AtomicU64,
+    pub duration_ms: AtomicU64,
+    /// Whether this recording has written media (an appended file's old tags do not count).
+    pub has_media: AtomicBool,
+}
+
+impl Shared {
+    /// The file was opened: its final name and what it held already (an append).
+    pub fn set_file(&self, path: &Path, index: &Index) {
+        *lock(&self.file) = path.to_owned();
+        self.store(index);
+    }
+
+    /// Tags were written.
+    pub fn progress(&self, index: &Index) {
+        self.has_media.store(true, Ordering::Relaxed);
+        self.store(index);
+    }
+
+    fn store(&self, index: &Index) {
+        self.bytes
+            .store(index.body_start + index.body_len, Ordering::Relaxed);
+        self.duration_ms
+            .store(u64::from(index.duration_ms), Ordering::Relaxed);
+    }
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain data behind the lock: a panic elsewhere leaves nothing half-updated that matters.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Turns admitted frames into FLV tags with timestamps from 0 and remembers what the final
 /// `onMetaData` needs.

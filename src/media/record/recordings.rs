@@ -6,35 +6,18 @@
 //! ends; one started before its stream is live waits for the next publish.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use tokio::sync::Notify;
 
 use super::super::registry::{Registry, StreamKey};
-use super::flv::Index;
 use super::path::unused_path;
-use super::recorder;
+use super::recorder::{self, Shared, lock};
 
-/// Who asked for a recording.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// The `[media] record` mode with the publisher's publish type.
-    Publish,
-    /// A guest's `record-start`.
-    Guest,
-}
-
-impl Origin {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Origin::Publish => "publish",
-            Origin::Guest => "guest",
-        }
-    }
-}
+pub use super::recorder::Origin;
 
 /// One running recording, as the admin API and guests see it.
 #[derive(Debug, Clone)]
@@ -60,50 +43,15 @@ pub struct AlreadyRecording {
     pub file: PathBuf,
 }
 
-/// What a recorder task shares with the table and whoever stops it.
-pub(super) struct Shared {
-    pub key: StreamKey,
-    pub stop: Notify,
-    pub origin: Origin,
-    pub started_at: SystemTime,
-    /// The finished file's name; set by the task once the suffix rule chose it.
-    pub file: Mutex<PathBuf>,
-    pub bytes: AtomicU64,
-    pub duration_ms: AtomicU64,
-    /// Whether this recording has written media (an appended file's old tags do not count).
-    pub has_media: AtomicBool,
-}
-
-impl Shared {
-    fn info(&self) -> RecordingInfo {
-        RecordingInfo {
-            stream: self.key.clone(),
-            file: lock(&self.file).clone(),
-            bytes: self.bytes.load(Ordering::Relaxed),
-            duration_ms: self.duration_ms.load(Ordering::Relaxed),
-            started_at: self.started_at,
-            origin: self.origin,
-            waiting: !self.has_media.load(Ordering::Relaxed),
-        }
-    }
-
-    /// The file was opened: its final name and what it held already (an append).
-    pub fn set_file(&self, path: &Path, index: &Index) {
-        *lock(&self.file) = path.to_owned();
-        self.store(index);
-    }
-
-    /// Tags were written.
-    pub fn progress(&self, index: &Index) {
-        self.has_media.store(true, Ordering::Relaxed);
-        self.store(index);
-    }
-
-    fn store(&self, index: &Index) {
-        self.bytes
-            .store(index.body_start + index.body_len, Ordering::Relaxed);
-        self.duration_ms
-            .store(u64::from(index.duration_ms), Ordering::Relaxed);
+fn info(s: &Shared) -> RecordingInfo {
+    RecordingInfo {
+        stream: s.key.clone(),
+        file: lock(&s.file).clone(),
+        bytes: s.bytes.load(Ordering::Relaxed),
+        duration_ms: s.duration_ms.load(Ordering::Relaxed),
+        started_at: s.started_at,
+        origin: s.origin,
+        waiting: !s.has_media.load(Ordering::Relaxed),
     }
 }
 
@@ -112,11 +60,6 @@ fn unix_now() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Plain data behind the lock: a panic elsewhere leaves nothing half-updated that matters.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The table of running recordings of one registry's streams.
@@ -180,7 +123,7 @@ impl Recordings {
             recorder::run(sub, path, append, task.clone()).await;
             table.remove(&task);
         });
-        Ok(shared.info())
+        Ok(info(&shared))
     }
 
     /// Stops the recording of `key`, keeping what was published until now; `None` when the
@@ -188,7 +131,7 @@ impl Recordings {
     pub fn stop(&self, key: &StreamKey) -> Option<RecordingInfo> {
         let shared = lock(&self.map).remove(key)?;
         shared.stop.notify_one();
-        Some(shared.info())
+        Some(info(&shared))
     }
 
     /// Stops the recording of `key` only if it has not written any media yet: one started
@@ -206,12 +149,12 @@ impl Recordings {
 
     /// The recording of `key`, if one runs.
     pub fn get(&self, key: &StreamKey) -> Option<RecordingInfo> {
-        lock(&self.map).get(key).map(|s| s.info())
+        lock(&self.map).get(key).map(|s| info(s))
     }
 
     /// Every running recording, by stream.
     pub fn list(&self) -> Vec<RecordingInfo> {
-        let mut v: Vec<_> = lock(&self.map).values().map(|s| s.info()).collect();
+        let mut v: Vec<_> = lock(&self.map).values().map(|s| info(s)).collect();
         v.sort_by(|a, b| a.stream.cmp(&b.stream));
         v
     }

@@ -1,0 +1,218 @@
+//! The files one connection plays: each NetStream's [`Cursor`] (when what is due) and
+//! [`Reader`] (the bytes), written into the RTMP session, with the statuses FMS sends at the
+//! end, on seek and on pause.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::media::vod::{Cursor, End, Next, Reader, VodFile};
+use crate::rtmp::Session;
+use crate::rtmp::chunk::MessageHeader;
+use crate::rtmp::session::{MediaKind, csid};
+
+/// Messages one poll writes at most per stream, so one player cannot hog the task.
+const POLL_BATCH: usize = 512;
+
+struct VodPlay {
+    /// The name the client asked for, for status messages.
+    name: String,
+    cursor: Cursor,
+    reader: Reader,
+    body: Vec<u8>,
+    bytes: u64,
+}
+
+/// The connection's file plays by message stream id.
+#[derive(Default)]
+pub(super) struct VodPlays {
+    map: HashMap<u32, VodPlay>,
+    /// When the earliest cursor has something due.
+    wake: Option<Instant>,
+}
+
+impl VodPlays {
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Starts `file` on `stream_id` from `start_ms` for `duration_ms` (the session has sent
+    /// `Play.Start` already); what is due goes out at the next [`VodPlays::poll`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        &mut self,
+        stream_id: u32,
+        name: String,
+        file: Arc<VodFile>,
+        start_ms: u32,
+        duration_ms: Option<u32>,
+        lead: Duration,
+        now: Instant,
+    ) {
+        let cursor = Cursor::new(file.clone(), start_ms, duration_ms, lead, now);
+        crate::metrics::vod_play();
+        self.map.insert(
+            stream_id,
+            VodPlay {
+                name,
+                cursor,
+                reader: Reader::new(file),
+                body: Vec::new(),
+                bytes: 0,
+            },
+        );
+        self.wake = Some(now);
+    }
+
+    /// Stops the file play on `stream_id`; its name when there was one.
+    pub fn remove(&mut self, stream_id: u32) -> Option<String> {
+        self.map.remove(&stream_id).map(|p| p.name)
+    }
+
+    /// The next instant something is due, if any.
+    pub fn wake(&self) -> Option<Instant> {
+        self.wake
+    }
+
+    /// Seeks `stream_id`; false when it plays no file.
+    pub fn seek(&mut self, session: &mut Session, stream_id: u32, ms: u32, now: Instant) -> bool {
+        let Some(p) = self.map.get_mut(&stream_id) else {
+            return false;
+        };
+        let at = p.cursor.seek(ms, now);
+        crate::metrics::vod_seek();
+        info!(stream = %p.name, asked_ms = ms, at_ms = at, "seek");
+        session.seek_notify(stream_id, &p.name, at);
+        self.wake = Some(now);
+        true
+    }
+
+    /// Pauses or unpauses `stream_id`; false when it plays no file.
+    pub fn pause(
+        &mut self,
+        session: &mut Session,
+        stream_id: u32,
+        pause: bool,
+        position_ms: f64,
+        now: Instant,
+    ) -> bool {
+        let Some(p) = self.map.get_mut(&stream_id) else {
+            return false;
+        };
+        if pause {
+            p.cursor.pause(now);
+        } else {
+            let pos = (position_ms.is_finite() && position_ms >= 0.0)
+                .then(|| position_ms.min(f64::from(u32::MAX)) as u32);
+            p.cursor.resume(pos, now);
+            self.wake = Some(now);
+        }
+        session.pause_notify(stream_id, pause, &p.name);
+        true
+    }
+
+    /// Writes everything due into `session`, ends finished plays with their statuses, and
+    /// sets when to come back.
+    pub fn poll(&mut self, session: &mut Session, now: Instant) {
+        let mut wake: Option<Instant> = None;
+        let mut done = Vec::new();
+        for (&stream_id, p) in self.map.iter_mut() {
+            let mut sent = 0;
+            loop {
+                if sent == POLL_BATCH {
+                    wake = Some(now);
+                    break;
+                }
+                match p.cursor.next(now) {
+                    Next::Header(h, ts) => {
+                        let header = MessageHeader {
+                            timestamp: ts,
+                            type_id: h.type_id(),
+                            stream_id,
+                        };
+                        session.send_media(media_csid(h.kind), &header, &h.body);
+                        p.bytes += h.body.len() as u64;
+                    }
+                    Next::Sample(s) => {
+                        let s = *s;
+                        p.body.clear();
+                        if let Err(e) = p.reader.body(&s, &mut p.body) {
+                            warn!(file = %p.reader_path(), offset = s.offset, error = %e, "file read failed; play stopped");
+                            session.play_failed(
+                                stream_id,
+                                "NetStream.Play.Failed",
+                                &format!("The file cannot be read at byte {}.", s.offset),
+                            );
+                            done.push(stream_id);
+                            break;
+                        }
+                        let header = MessageHeader {
+                            timestamp: s.time_ms,
+                            type_id: s.type_id(),
+                            stream_id,
+                        };
+                        session.send_media(media_csid(s.kind), &header, &p.body);
+                        p.bytes += p.body.len() as u64;
+                    }
+                    Next::Wait(at) => {
+                        wake = Some(wake.map_or(at, |w| w.min(at)));
+                        break;
+                    }
+                    Next::Paused => break,
+                    Next::End(End::Complete) => {
+                        let ix = &p.cursor.file().index;
+                        info!(stream = %p.name, bytes = p.bytes, "file played to the end");
+                        session.play_complete(stream_id, &p.name, ix.duration_ms, p.bytes);
+                        done.push(stream_id);
+                        break;
+                    }
+                    Next::End(End::Damaged) => {
+                        let file = p.cursor.file();
+                        let (offset, why) = file
+                            .index
+                            .damage
+                            .as_ref()
+                            .map_or((0, ""), |d| (d.offset, d.why.as_str()));
+                        warn!(file = %file.path.display(), offset, why, "damaged file: played up to the damage");
+                        session.play_failed(
+                            stream_id,
+                            "NetStream.Play.Failed",
+                            &format!("The file is damaged at byte {offset}: {why}."),
+                        );
+                        done.push(stream_id);
+                        break;
+                    }
+                }
+                sent += 1;
+            }
+        }
+        for id in done {
+            self.map.remove(&id);
+        }
+        self.wake = wake;
+    }
+
+    /// Length in seconds of the file `stream_id` plays.
+    pub fn length_secs(&self, name: &str) -> Option<f64> {
+        self.map
+            .values()
+            .find(|p| p.name == name)
+            .map(|p| f64::from(p.cursor.file().index.duration_ms) / 1000.0)
+    }
+}
+
+impl VodPlay {
+    fn reader_path(&self) -> String {
+        self.cursor.file().path.display().to_string()
+    }
+}
+
+fn media_csid(kind: MediaKind) -> u32 {
+    match kind {
+        MediaKind::Audio => csid::AUDIO,
+        MediaKind::Video => csid::VIDEO,
+        MediaKind::Data => csid::DATA,
+    }
+}
