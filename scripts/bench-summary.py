@@ -9,13 +9,17 @@ for r in rows:
 def med(rs, k):
     return statistics.median(r[k] for r in rs)
 cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": \t")
-rounds = max((len(v) for k, v in by.items() if k[0] == "fanout"), default=0)
+rounds = max((len(v) for k, v in by.items() if k[0] in ("fanout", "vod")), default=0)
+vod = any(k[0] == "vod" for k in by)
+source = ("played from one FLV file by every player from 0 (`play(name, 0)`; wasmgate `vod_dir`, "
+          "nginx-rtmp `play` directory)" if vod else
+          "published by `ffmpeg -re -stream_loop -1 -c copy`")
 print(f"Machine: {os.cpu_count()} cores ({cpu}), load tool on the same machine. Stream: {sys.argv[2]}bit/s "
-      f"CBR H.264/AAC, 2 s GOP, published by `ffmpeg -re -stream_loop -1 -c copy`; {sys.argv[3]} s windows; "
+      f"CBR H.264/AAC, 2 s GOP, {source}; {sys.argv[3]} s windows; "
       f"medians of {rounds} alternating rounds; nginx-rtmp: one worker, chunk_size 4096.\n")
 print("| players | server | CPU ms per MB | vs nginx | server CPU % | RSS MB | drops % | stalls | lateness p50 / p99 ms | starving players |")
 print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-for kind in ("fanout", "max"):
+for kind in ("fanout", "vod", "max"):
     for n in sorted({k[1] for k in by if k[0] == kind}):
         ngx = by.get((kind, n, "nginx"))
         for server in ("wasmgate", "nginx"):

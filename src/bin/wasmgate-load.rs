@@ -49,6 +49,10 @@ struct Args {
     /// connection instead of fan-out.
     #[arg(long)]
     idle: bool,
+    /// `play` start in milliseconds: -1000 the live stream (default), 0 or more a file from
+    /// there (video on demand).
+    #[arg(long, default_value_t = -1000.0, allow_hyphen_values = true)]
+    start: f64,
     /// Label printed with the result.
     #[arg(long, default_value = "")]
     label: String,
@@ -71,6 +75,8 @@ struct Shared {
     /// Set once measuring starts; probes only record inside the window.
     measuring: std::sync::atomic::AtomicBool,
     start: Instant,
+    /// The `play` start argument every player sends.
+    play_start: f64,
 }
 
 #[tokio::main]
@@ -89,6 +95,7 @@ async fn main() {
         failed: AtomicUsize::new(0),
         measuring: false.into(),
         start: Instant::now(),
+        play_start: args.start,
     });
     let total = args.players + args.probes;
     let rss_before_kb: u64 = args
@@ -287,7 +294,7 @@ async fn run_player(
                         .and_then(|v| v.as_f64())
                         .ok_or("bad createStream result")? as u32;
                     stream_id = Some(id);
-                    session.play(id, &stream, -1.0);
+                    session.play(id, &stream, shared.play_start);
                 }
                 ClientEvent::Status { info, .. } => {
                     let code = info.get("code").and_then(|v| v.as_str()).unwrap_or("");
