@@ -443,7 +443,16 @@ fn unknown_methods_become_calls_and_get_answers() {
         "NetConnection.Call.Failed",
         "Method not found (whoami).",
     );
+    // getStreamLength is the gateway's to answer (it knows the files): an event, then a result.
     let txn2 = p.client.call("getStreamLength", &[Amf0Value::string("x")]);
+    p.server_events.clear();
+    p.pump().unwrap();
+    assert!(
+        p.server_events.iter().any(|e| matches!(e, Event::StreamLength { transaction_id, name } if *transaction_id == txn2 && name == "x")),
+        "{:?}",
+        p.server_events
+    );
+    p.server.send_result(txn2, &[Amf0Value::Number(0.0)]);
     p.pump().unwrap();
     assert!(
         p.client_events.iter().any(

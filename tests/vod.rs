@@ -399,3 +399,68 @@ fn apps_decide_file_plays_through_on_play() {
         assert!(!got.is_empty());
     });
 }
+
+#[test]
+fn dvr_rewinds_into_the_recording_of_a_live_stream_then_goes_on_live() {
+    ensure_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.media.record = wasmgate::media::RecordMode::All;
+    cfg.media.record_dir = dir.path().join("rec");
+    cfg.media.vod_dir = dir.path().join("vod");
+    let gw = Gateway::start_with(cfg);
+    let mut publisher = ffmpeg_publish(&gw.url("live/dvr"), &fixture_flv_long());
+    let part = dir.path().join("rec/live/_definst_/dvr.flv.part");
+    assert!(
+        wait_until(Duration::from_secs(20), || file_len(&part) > 0),
+        "no recording: {}",
+        publisher.stderr()
+    );
+    std::thread::sleep(Duration::from_secs(8));
+
+    // `-rtmp_live recorded` is play(name, 0): from the start of the recording. -copyts keeps
+    // the jump to live as the gateway sends it (ffmpeg would otherwise smooth it away).
+    let out = dir.path().join("dvr.flv");
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-hide_banner", "-loglevel", "info", "-copyts"])
+        .args(["-rtmp_live", "recorded", "-i", &gw.url("live/dvr")])
+        .args(["-frames:v", "320", "-c", "copy", "-f", "flv", "-y"])
+        .arg(&out);
+    let run = run_capture(cmd, Duration::from_secs(60));
+    publisher.kill();
+    assert!(run.success(), "ffmpeg failed: {}", run.stderr);
+    let packets = ffprobe_packets(&out);
+    let v = video(&packets);
+    assert!(v.len() >= 300, "{} video frames: {}", v.len(), run.stderr);
+    assert!(
+        v[0].keyframe,
+        "the rewound play does not start at a keyframe"
+    );
+    let times: Vec<f64> = v.iter().map(|p| p.dts_time.unwrap()).collect();
+    assert!(
+        times[0] < 1.0,
+        "rewound to {} instead of the start",
+        times[0]
+    );
+    assert!(
+        times.windows(2).all(|w| w[1] >= w[0]),
+        "timestamps run backwards"
+    );
+    // The recorded part is contiguous, then one jump forward to the live edge.
+    let jumps: Vec<usize> = (1..times.len())
+        .filter(|&i| times[i] - times[i - 1] > 1.0)
+        .collect();
+    assert_eq!(
+        jumps.len(),
+        1,
+        "expected one jump to live: {jumps:?} in {times:?}"
+    );
+    let at = jumps[0];
+    assert!(
+        times[at - 1] >= 7.0,
+        "the recorded part ended at {}",
+        times[at - 1]
+    );
+    assert!(v[at].keyframe, "live does not begin with a keyframe");
+    assert!(v.len() - at >= 50, "only {} live frames", v.len() - at);
+}

@@ -16,8 +16,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::playback::Plays;
-use super::vod::VodPlays;
+use super::playback::{Plays, Rebase};
+use super::vod::{ThenLive, ToLive, VodPlays};
 use crate::apps::{APP_ERROR, ClientMeta, DataOutcome, InstanceHandle, Route, ToActor, ToConn};
 use crate::config::FailurePolicy;
 use crate::gateway::{ClientEntry, Core};
@@ -314,7 +314,9 @@ impl Conn {
                     }
                 },
                 _ = sleep_until_opt(self.vods.wake().map(tokio::time::Instant::from_std)), if !self.vods.is_empty() => {
-                    self.vods.poll(&mut self.session, Instant::now());
+                    for live in self.vods.poll(&mut self.session, Instant::now()) {
+                        self.go_live(live);
+                    }
                 }
                 _ = sleep_until_opt(self.data_hold.as_ref().map(|h| h.until)), if self.data_hold.is_some() => {
                     let policy = self.link.as_ref().map_or(FailurePolicy::Closed, |l| l.policy());
@@ -936,10 +938,24 @@ impl Conn {
         // ffmpeg and Flash send -2000 (-2 s) for "live or recorded"; some clients send -2.
         let any = args.start == -2000.0 || args.start == -2.0;
         let recorded = file.explicit || args.start >= 0.0 || (any && !live_now);
+        if !file.explicit
+            && args.start >= 0.0
+            && live_now
+            && let Some(dvr) = self.core.recordings().dvr(&key)
+            && args.start < dvr.recorded_ms as f64
+        {
+            // DVR: a rewind into the recording of the live stream, then on to live.
+            // With a duration it ends there (or at the recording's end), as a file play does.
+            let then = (args.duration < 0.0).then(|| ThenLive {
+                key: key.clone(),
+                live_to_file: dvr.live_to_file,
+            });
+            return self.start_file(stream_id, &name, &key, dvr.part, args, Some(then));
+        }
         if recorded {
             let config = self.core.config();
             match file.find(&config.media.vod_dir, &key) {
-                Ok(Some(path)) => return self.start_file(stream_id, &name, &key, path, args),
+                Ok(Some(path)) => return self.start_file(stream_id, &name, &key, path, args, None),
                 Ok(None) if file.explicit || (args.start >= 0.0 && !live_now) => {
                     info!(stream = %key, "play: no such file");
                     self.session.play_failed(
@@ -964,14 +980,48 @@ impl Conn {
         let sub = self.core.registry().play(key.clone());
         info!(stream = %key, start = args.start, live = sub.live, "playing");
         self.session.play_started(stream_id, &name.name, args.reset);
+        let player = self.new_player();
+        self.plays
+            .start(&mut self.session, stream_id, name.name, sub, player, None);
+    }
+
+    fn new_player(&self) -> Player {
         let config = self.core.config();
         let media = &config.media;
-        let player = Player::new(
+        Player::new(
             media.player_max_skips,
             Duration::from_secs(media.player_skip_window_secs),
+        )
+    }
+
+    /// A DVR play sent the recording: it goes on with the live stream on the file's timeline,
+    /// from its next keyframe after what was sent; a stream no longer live completes instead.
+    fn go_live(&mut self, live: ToLive) {
+        let ToLive {
+            stream_id,
+            name,
+            then,
+            from_ms,
+        } = live;
+        if self.core.registry().publisher_of(&then.key).is_none() {
+            info!(stream = %then.key, "rewound play ended with the recording; the stream is no longer live");
+            self.session.play_complete(stream_id, &name, from_ms, 0);
+            return;
+        }
+        let sub = self.core.registry().play(then.key.clone());
+        let rebase = Rebase {
+            add: then.live_to_file,
+            from: Some(from_ms),
+        };
+        let player = self.new_player();
+        self.plays.start(
+            &mut self.session,
+            stream_id,
+            name,
+            sub,
+            player,
+            Some(rebase),
         );
-        self.plays
-            .start(&mut self.session, stream_id, name.name, sub, player);
     }
 
     fn start_file(
@@ -981,6 +1031,7 @@ impl Conn {
         key: &StreamKey,
         path: std::path::PathBuf,
         args: PlayArgs,
+        dvr: Option<Option<ThenLive>>,
     ) {
         let file = match self.core.vod().open(&path) {
             Ok(f) => f,
@@ -1011,11 +1062,14 @@ impl Conn {
         let start_ms = args.start.clamp(0.0, f64::from(u32::MAX)) as u32;
         let duration_ms =
             (args.duration >= 0.0).then(|| args.duration.min(f64::from(u32::MAX)) as u32);
-        info!(stream = %key, file = %path.display(), start_ms, ?duration_ms, lead_ms = lead, "playing a file");
+        let growing = dvr.is_some();
+        info!(stream = %key, file = %path.display(), start_ms, ?duration_ms, lead_ms = lead, dvr = growing, "playing a file");
         self.session.play_started(stream_id, &name.name, args.reset);
         self.vods.start(
             stream_id,
             name.name.clone(),
+            growing,
+            dvr.flatten(),
             file,
             start_ms,
             duration_ms,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+use crate::media::StreamKey;
 use crate::media::vod::{Cursor, End, Next, Reader, VodFile};
 use crate::rtmp::Session;
 use crate::rtmp::chunk::MessageHeader;
@@ -16,9 +17,31 @@ use crate::rtmp::session::{MediaKind, csid};
 /// Messages one poll writes at most per stream, so one player cannot hog the task.
 const POLL_BATCH: usize = 512;
 
+/// Where a DVR play goes once the recorded part is sent: the live stream it rewound, with
+/// live timestamps moved onto the file's timeline.
+#[derive(Debug, Clone)]
+pub(super) struct ThenLive {
+    pub key: StreamKey,
+    pub live_to_file: u32,
+}
+
+/// A DVR play that sent everything recorded when it began: the connection goes on with the
+/// live stream on the same NetStream.
+pub(super) struct ToLive {
+    pub stream_id: u32,
+    pub name: String,
+    pub then: ThenLive,
+    /// The latest file time sent: live frames before it are not sent again.
+    pub from_ms: u32,
+}
+
 struct VodPlay {
     /// The name the client asked for, for status messages.
     name: String,
+    /// A recording still being written: what the index stopped at is its write edge, not
+    /// damage.
+    growing: bool,
+    then_live: Option<ThenLive>,
     cursor: Cursor,
     reader: Reader,
     body: Vec<u8>,
@@ -39,12 +62,16 @@ impl VodPlays {
     }
 
     /// Starts `file` on `stream_id` from `start_ms` for `duration_ms` (the session has sent
-    /// `Play.Start` already); what is due goes out at the next [`VodPlays::poll`].
+    /// `Play.Start` already); what is due goes out at the next [`VodPlays::poll`]. With
+    /// `growing` the file is a recording in progress; with `then_live` as well, the play goes
+    /// on live after it.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         &mut self,
         stream_id: u32,
         name: String,
+        growing: bool,
+        then_live: Option<ThenLive>,
         file: Arc<VodFile>,
         start_ms: u32,
         duration_ms: Option<u32>,
@@ -57,6 +84,8 @@ impl VodPlays {
             stream_id,
             VodPlay {
                 name,
+                growing,
+                then_live,
                 cursor,
                 reader: Reader::new(file),
                 body: Vec::new(),
@@ -114,15 +143,32 @@ impl VodPlays {
     }
 
     /// Writes everything due into `session`, ends finished plays with their statuses, and
-    /// sets when to come back.
-    pub fn poll(&mut self, session: &mut Session, now: Instant) {
+    /// sets when to come back; returns the DVR plays that go on live now.
+    #[must_use]
+    pub fn poll(&mut self, session: &mut Session, now: Instant) -> Vec<ToLive> {
         let mut wake: Option<Instant> = None;
         let mut done = Vec::new();
+        let mut to_live = Vec::new();
         for (&stream_id, p) in self.map.iter_mut() {
             let mut sent = 0;
             loop {
                 if sent == POLL_BATCH {
                     wake = Some(now);
+                    break;
+                }
+                if let Some(then) = &p.then_live
+                    && p.cursor.sent_all()
+                {
+                    // The client still holds up to a buffer of the recording: live frames
+                    // queue behind it, so the picture does not stall at the jump.
+                    info!(stream = %p.name, bytes = p.bytes, at_ms = p.cursor.last_sent_ms(), "rewound play reached the recording's end; going on live");
+                    to_live.push(ToLive {
+                        stream_id,
+                        name: p.name.clone(),
+                        then: then.clone(),
+                        from_ms: p.cursor.last_sent_ms(),
+                    });
+                    done.push(stream_id);
                     break;
                 }
                 match p.cursor.next(now) {
@@ -161,6 +207,13 @@ impl VodPlays {
                         break;
                     }
                     Next::Paused => break,
+                    Next::End(End::Complete) | Next::End(End::Damaged) if p.growing => {
+                        let ix = &p.cursor.file().index;
+                        info!(stream = %p.name, bytes = p.bytes, "rewound play reached the end asked for");
+                        session.play_complete(stream_id, &p.name, ix.duration_ms, p.bytes);
+                        done.push(stream_id);
+                        break;
+                    }
                     Next::End(End::Complete) => {
                         let ix = &p.cursor.file().index;
                         info!(stream = %p.name, bytes = p.bytes, "file played to the end");
@@ -192,6 +245,7 @@ impl VodPlays {
             self.map.remove(&id);
         }
         self.wake = wake;
+        to_live
     }
 
     /// Length in seconds of the file `stream_id` plays.

@@ -14,7 +14,7 @@ mod repair;
 mod scan;
 
 pub use path::{BadName, file_path, part_path, record_path, unused_path};
-pub use recordings::{AlreadyRecording, Origin, RecordingInfo, Recordings};
+pub use recordings::{AlreadyRecording, Dvr, Origin, RecordingInfo, Recordings};
 pub use repair::repair_dir;
 
 /// `[media] record`: which publishes are written to files.

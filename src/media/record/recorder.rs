@@ -63,6 +63,9 @@ pub(super) struct Shared {
     pub duration_ms: AtomicU64,
     /// Whether this recording has written media (an appended file's old tags do not count).
     pub has_media: AtomicBool,
+    /// Added to a live timestamp to give the file's (DVR players continue on it); `u64::MAX`
+    /// until the first frame fixed it.
+    pub live_to_file: AtomicU64,
 }
 
 impl Shared {
@@ -72,9 +75,12 @@ impl Shared {
         self.store(index);
     }
 
-    /// Tags were written.
-    pub fn progress(&self, index: &Index) {
+    /// Tags were written; `live_to_file` maps live timestamps onto the file's.
+    pub fn progress(&self, index: &Index, live_to_file: Option<u32>) {
         self.has_media.store(true, Ordering::Relaxed);
+        if let Some(shift) = live_to_file {
+            self.live_to_file.store(u64::from(shift), Ordering::Relaxed);
+        }
         self.store(index);
     }
 
@@ -104,6 +110,13 @@ struct FlvSink {
     offset: u32,
     ended: bool,
     oversized: u64,
+}
+
+impl FlvSink {
+    /// What turns a live timestamp into this file's, once the first frame set the base.
+    fn live_to_file(&self) -> Option<u32> {
+        self.base.map(|b| self.offset.wrapping_sub(b))
+    }
 }
 
 impl MediaSink for FlvSink {
@@ -227,7 +240,7 @@ pub(super) async fn run(sub: Subscription, path: PathBuf, append: bool, shared: 
                 break;
             }
             sink.buf.clear();
-            shared.progress(&sink.index);
+            shared.progress(&sink.index, sink.live_to_file());
             // At most a second of media sits in the buffer, which is what a crash loses.
             if flushed.elapsed() >= FLUSH_EVERY {
                 if let Err(e) = file.flush().await {

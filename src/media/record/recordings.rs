@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use tokio::sync::Notify;
 
 use super::super::registry::{Registry, StreamKey};
-use super::path::unused_path;
+use super::path::{part_path, unused_path};
 use super::recorder::{self, Shared, lock};
 
 pub use super::recorder::Origin;
@@ -33,6 +33,17 @@ pub struct RecordingInfo {
     pub origin: Origin,
     /// Started before its stream was live, and nothing has been published since.
     pub waiting: bool,
+}
+
+/// What a DVR player of a recorded live stream needs: the file growing behind the stream.
+#[derive(Debug, Clone)]
+pub struct Dvr {
+    /// The `.part` file the tags go to (whole up to a second or so before now).
+    pub part: PathBuf,
+    /// Added (wrapping) to a live frame's timestamp, it gives the file's timeline.
+    pub live_to_file: u32,
+    /// How much is recorded, from the file's 0.
+    pub recorded_ms: u64,
 }
 
 /// A second recording of a stream that is already recorded.
@@ -112,6 +123,7 @@ impl Recordings {
                 bytes: AtomicU64::new(0),
                 duration_ms: AtomicU64::new(0),
                 has_media: AtomicBool::new(false),
+                live_to_file: AtomicU64::new(u64::MAX),
             });
             map.insert(key.clone(), shared.clone());
             (shared, path)
@@ -150,6 +162,21 @@ impl Recordings {
     /// The recording of `key`, if one runs.
     pub fn get(&self, key: &StreamKey) -> Option<RecordingInfo> {
         lock(&self.map).get(key).map(|s| info(s))
+    }
+
+    /// The recording of `key` a DVR player can rewind into: one that has written media.
+    pub fn dvr(&self, key: &StreamKey) -> Option<Dvr> {
+        let map = lock(&self.map);
+        let s = map.get(key)?;
+        let shift = s.live_to_file.load(Ordering::Relaxed);
+        if !s.has_media.load(Ordering::Relaxed) || shift > u64::from(u32::MAX) {
+            return None;
+        }
+        Some(Dvr {
+            part: part_path(&lock(&s.file)),
+            live_to_file: shift as u32,
+            recorded_ms: s.duration_ms.load(Ordering::Relaxed),
+        })
     }
 
     /// Every running recording, by stream.

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::VodFile;
+use super::file::VodFile;
 use super::index::{Header, Sample};
 
 /// What to send next.
@@ -127,6 +127,21 @@ impl Cursor {
             .unwrap_or(paused);
         self.anchor_ms = at;
         self.anchor = now;
+    }
+
+    /// Every message of the file was sent (a `duration` limit not reached yet) and the client
+    /// is not paused: where a DVR play goes on with the live stream.
+    pub fn sent_all(&self) -> bool {
+        let ix = &self.file.index;
+        self.headers == 0
+            && self.paused_at_ms.is_none()
+            && self.next >= ix.samples.len()
+            && self.end_ms.is_none_or(|end| end > self.last_sent_ms)
+    }
+
+    /// The latest file time sent.
+    pub fn last_sent_ms(&self) -> u32 {
+        self.last_sent_ms
     }
 
     pub fn is_paused(&self) -> bool {
@@ -276,5 +291,18 @@ mod tests {
             .map(|s| (s.kind, s.time_ms))
             .collect();
         assert_eq!(all, expect);
+    }
+
+    #[test]
+    fn sent_all_once_the_last_message_is_out_and_not_while_paused() {
+        let t0 = Instant::now();
+        let mut c = Cursor::new(file(3), 0, None, Duration::from_secs(10), t0);
+        assert!(!c.sent_all(), "headers still to send");
+        let (sent, stop) = drain(&mut c, t0);
+        assert!(stop.starts_with("Wait"), "{stop}");
+        assert!(c.sent_all());
+        assert_eq!(c.last_sent_ms(), sent.iter().map(|s| s.1).max().unwrap());
+        c.pause(t0);
+        assert!(!c.sent_all());
     }
 }
