@@ -11,9 +11,6 @@
 # the window. Output: target/bench/vod.jsonl and the Markdown table target/bench/vod.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
-OUT=$ROOT/target/bench
-mkdir -p "$OUT"
 
 PLAYERS=${BENCH_PLAYERS:-"100 500"}
 REPS=${BENCH_REPS:-2}
@@ -23,32 +20,8 @@ PROBES=${BENCH_PROBES:-4}
 GW_PORT=${BENCH_GW_PORT:-19421}
 NGX_PORT=${BENCH_NGX_PORT:-19422}
 
-need=()
-command -v ffmpeg >/dev/null || need+=(ffmpeg)
-command -v nginx >/dev/null || need+=(nginx-light)
-[ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "bench-vod: installing ${need[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null ||
-        { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null; }
-fi
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-echo "bench-vod: building release binaries"
-cargo build --release --bins -q
-
-FIXTURE=$OUT/cbr-$BITRATE.flv
-if [ ! -s "$FIXTURE" ]; then
-    echo "bench-vod: encoding $FIXTURE (60 s, CBR $BITRATE, 2 s GOP; once)"
-    kbps=${BITRATE%k}
-    vk=$((kbps - 128))
-    ffmpeg -nostdin -hide_banner -loglevel error -y \
-        -f lavfi -i "testsrc2=size=1280x720:rate=30" -f lavfi -i "sine=frequency=440:sample_rate=44100" \
-        -t 60 -map 0:v -map 1:a -c:v libx264 -preset veryfast -pix_fmt yuv420p \
-        -b:v "${vk}k" -minrate "${vk}k" -maxrate "${vk}k" -bufsize "${vk}k" -x264-params nal-hrd=cbr \
-        -g 60 -keyint_min 60 -sc_threshold 0 -c:a aac -b:a 128k -ar 44100 -f flv "$FIXTURE.tmp"
-    mv "$FIXTURE.tmp" "$FIXTURE"
-fi
+source scripts/bench-common.sh
+bench_setup bench-vod
 
 # One copy of the file for both servers: wasmgate's <vod_dir>/vod/_definst_/, nginx's play dir.
 VOD=$OUT/vod

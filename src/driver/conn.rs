@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::playback::{Plays, Rebase};
-use super::vod::{ThenLive, ToLive, VodPlays};
+use super::vod::{Source, ThenLive, ToLive, VodPlays};
 use crate::apps::{APP_ERROR, ClientMeta, DataOutcome, InstanceHandle, Route, ToActor, ToConn};
 use crate::config::FailurePolicy;
 use crate::gateway::{ClientEntry, Core};
@@ -950,12 +950,15 @@ impl Conn {
                 key: key.clone(),
                 live_to_file: dvr.live_to_file,
             });
-            return self.start_file(stream_id, &name, &key, dvr.part, args, Some(then));
+            let source = Source::Recording { then_live: then };
+            return self.start_file(stream_id, &name, &key, dvr.part, args, source);
         }
         if recorded {
             let config = self.core.config();
             match file.find(&config.media.vod_dir, &key) {
-                Ok(Some(path)) => return self.start_file(stream_id, &name, &key, path, args, None),
+                Ok(Some(path)) => {
+                    return self.start_file(stream_id, &name, &key, path, args, Source::File);
+                }
                 Ok(None) if file.explicit || (args.start >= 0.0 && !live_now) => {
                     info!(stream = %key, "play: no such file");
                     self.session.play_failed(
@@ -1031,7 +1034,7 @@ impl Conn {
         key: &StreamKey,
         path: std::path::PathBuf,
         args: PlayArgs,
-        dvr: Option<Option<ThenLive>>,
+        source: Source,
     ) {
         let file = match self.core.vod().open(&path) {
             Ok(f) => f,
@@ -1062,14 +1065,13 @@ impl Conn {
         let start_ms = args.start.clamp(0.0, f64::from(u32::MAX)) as u32;
         let duration_ms =
             (args.duration >= 0.0).then(|| args.duration.min(f64::from(u32::MAX)) as u32);
-        let growing = dvr.is_some();
-        info!(stream = %key, file = %path.display(), start_ms, ?duration_ms, lead_ms = lead, dvr = growing, "playing a file");
+        let dvr = matches!(source, Source::Recording { .. });
+        info!(stream = %key, file = %path.display(), start_ms, ?duration_ms, lead_ms = lead, dvr, "playing a file");
         self.session.play_started(stream_id, &name.name, args.reset);
         self.vods.start(
             stream_id,
             name.name.clone(),
-            growing,
-            dvr.flatten(),
+            source,
             file,
             start_ms,
             duration_ms,

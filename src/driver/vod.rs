@@ -25,6 +25,15 @@ pub(super) struct ThenLive {
     pub live_to_file: u32,
 }
 
+/// What a file play reads.
+pub(super) enum Source {
+    /// A finished file.
+    File,
+    /// A recording still being written (DVR): what its index stopped at is the write edge,
+    /// not damage; with `then_live` the play goes on live after it.
+    Recording { then_live: Option<ThenLive> },
+}
+
 /// A DVR play that sent everything recorded when it began: the connection goes on with the
 /// live stream on the same NetStream.
 pub(super) struct ToLive {
@@ -38,10 +47,7 @@ pub(super) struct ToLive {
 struct VodPlay {
     /// The name the client asked for, for status messages.
     name: String,
-    /// A recording still being written: what the index stopped at is its write edge, not
-    /// damage.
-    growing: bool,
-    then_live: Option<ThenLive>,
+    source: Source,
     cursor: Cursor,
     reader: Reader,
     body: Vec<u8>,
@@ -62,16 +68,13 @@ impl VodPlays {
     }
 
     /// Starts `file` on `stream_id` from `start_ms` for `duration_ms` (the session has sent
-    /// `Play.Start` already); what is due goes out at the next [`VodPlays::poll`]. With
-    /// `growing` the file is a recording in progress; with `then_live` as well, the play goes
-    /// on live after it.
+    /// `Play.Start` already); what is due goes out at the next [`VodPlays::poll`].
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         &mut self,
         stream_id: u32,
         name: String,
-        growing: bool,
-        then_live: Option<ThenLive>,
+        source: Source,
         file: Arc<VodFile>,
         start_ms: u32,
         duration_ms: Option<u32>,
@@ -84,8 +87,7 @@ impl VodPlays {
             stream_id,
             VodPlay {
                 name,
-                growing,
-                then_live,
+                source,
                 cursor,
                 reader: Reader::new(file),
                 body: Vec::new(),
@@ -156,7 +158,9 @@ impl VodPlays {
                     wake = Some(now);
                     break;
                 }
-                if let Some(then) = &p.then_live
+                if let Source::Recording {
+                    then_live: Some(then),
+                } = &p.source
                     && p.cursor.sent_all()
                 {
                     // The client still holds up to a buffer of the recording: live frames
@@ -207,7 +211,9 @@ impl VodPlays {
                         break;
                     }
                     Next::Paused => break,
-                    Next::End(End::Complete) | Next::End(End::Damaged) if p.growing => {
+                    Next::End(End::Complete) | Next::End(End::Damaged)
+                        if matches!(p.source, Source::Recording { .. }) =>
+                    {
                         let ix = &p.cursor.file().index;
                         info!(stream = %p.name, bytes = p.bytes, "rewound play reached the end asked for");
                         session.play_complete(stream_id, &p.name, ix.duration_ms, p.bytes);
