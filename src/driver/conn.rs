@@ -17,12 +17,12 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::playback::{Plays, Rebase};
-use super::vod::{Source, ThenLive, ToLive, VodPlays};
+use super::vod::{Done, Request, Source, ThenLive, ToLive, VodPlays};
 use crate::apps::{APP_ERROR, ClientMeta, DataOutcome, InstanceHandle, Route, ToActor, ToConn};
 use crate::config::FailurePolicy;
 use crate::gateway::{ClientEntry, Core};
 use crate::media::record::{self, Origin};
-use crate::media::vod::{FileName, OpenError};
+use crate::media::vod::{FileName, OpenError, VodFile};
 use crate::media::{Player, PublishError, Publisher, StreamKey, TooSlow};
 use crate::rtmp::amf::{Amf0Value, encode_amf0_all};
 use crate::rtmp::command::{AppPath, ConnectRequest, StreamName};
@@ -222,6 +222,7 @@ impl Conn {
         // then take everything the rings hold and write it at once (fewer wakeups, fewer and
         // larger writes, at the cost of up to one window of latency).
         let merge = Duration::from_millis(config.media.merge_window_ms);
+        self.vods.set_tick(merge);
         // Drain ticks fall on common boundaries, so all players of the process wake together
         // and the runtime handles them in one burst instead of one wakeup each.
         let epoch = tokio::time::Instant::from_std(self.core.started_at());
@@ -256,6 +257,9 @@ impl Conn {
                 next_drain = None;
                 deadline
             };
+            let vod_jobs = self.vods.has_jobs();
+            let vod_playing = !self.vods.is_empty();
+            let vod_wake = self.vods.wake().map(tokio::time::Instant::from_std);
             tokio::select! {
                 r = rd.read(&mut rbuf), if self.data_hold.is_none() => {
                     let n = r?;
@@ -313,7 +317,10 @@ impl Conn {
                         self.handle_events()?;
                     }
                 },
-                _ = sleep_until_opt(self.vods.wake().map(tokio::time::Instant::from_std)), if !self.vods.is_empty() => {
+                Some(done) = self.vods.next_done(), if vod_jobs => {
+                    self.on_vod_done(done);
+                }
+                _ = sleep_until_opt(vod_wake), if vod_playing => {
                     for live in self.vods.poll(&mut self.session, Instant::now()) {
                         self.go_live(live);
                     }
@@ -501,9 +508,7 @@ impl Conn {
                     transaction_id,
                     name,
                 } => {
-                    let secs = self.stream_length(&name);
-                    self.session
-                        .send_result(transaction_id, &[Amf0Value::Number(secs)]);
+                    self.stream_length(transaction_id, &name);
                 }
                 Event::Pause {
                     stream_id,
@@ -1027,6 +1032,8 @@ impl Conn {
         );
     }
 
+    /// Plays the file at `path`: it is indexed on the blocking pool, and the play starts (or
+    /// fails) in [`Conn::file_opened`].
     fn start_file(
         &mut self,
         stream_id: u32,
@@ -1036,13 +1043,67 @@ impl Conn {
         args: PlayArgs,
         source: Source,
     ) {
-        let file = match self.core.vod().open(&path) {
+        let request = Request {
+            name: name.name.clone(),
+            key: key.clone(),
+            path,
+            source,
+            start_ms: args.start.clamp(0.0, f64::from(u32::MAX)) as u32,
+            duration_ms: (args.duration >= 0.0)
+                .then(|| args.duration.min(f64::from(u32::MAX)) as u32),
+            reset: args.reset,
+        };
+        self.vods.open(stream_id, request, self.core.vod().clone());
+    }
+
+    fn on_vod_done(&mut self, done: Done) {
+        match done {
+            Done::Opened {
+                stream_id,
+                ticket,
+                request,
+                result,
+            } => {
+                if self.vods.opened(stream_id, ticket) {
+                    self.file_opened(stream_id, request, result);
+                }
+            }
+            Done::Length {
+                transaction_id,
+                secs,
+            } => {
+                self.session
+                    .send_result(transaction_id, &[Amf0Value::Number(secs)]);
+            }
+            Done::Block { play, no, result } => {
+                self.vods
+                    .block_read(&mut self.session, play, no, result, Instant::now());
+            }
+        }
+    }
+
+    fn file_opened(
+        &mut self,
+        stream_id: u32,
+        request: Request,
+        result: Result<std::sync::Arc<VodFile>, OpenError>,
+    ) {
+        let Request {
+            name,
+            key,
+            path,
+            source,
+            start_ms,
+            duration_ms,
+            reset,
+        } = request;
+        let file = match result {
             Ok(f) => f,
             Err(OpenError::NotFound) => {
                 self.session.play_failed(
                     stream_id,
                     "NetStream.Play.StreamNotFound",
-                    &format!("Failed to play {}; stream not found.", name.name),
+                    &format!("Failed to play {name}; stream not found."),
                 );
                 return;
             }
@@ -1051,7 +1112,7 @@ impl Conn {
                 self.session.play_failed(
                     stream_id,
                     "NetStream.Play.Failed",
-                    &format!("Failed to play {}: the file {e}.", name.name),
+                    &format!("Failed to play {name}: the file {e}."),
                 );
                 return;
             }
@@ -1062,15 +1123,12 @@ impl Conn {
             .session
             .buffer_length_ms()
             .clamp(500, max_lead.max(500));
-        let start_ms = args.start.clamp(0.0, f64::from(u32::MAX)) as u32;
-        let duration_ms =
-            (args.duration >= 0.0).then(|| args.duration.min(f64::from(u32::MAX)) as u32);
         let dvr = matches!(source, Source::Recording { .. });
         info!(stream = %key, file = %path.display(), start_ms, ?duration_ms, lead_ms = lead, dvr, "playing a file");
-        self.session.play_started(stream_id, &name.name, args.reset);
+        self.session.play_started(stream_id, &name, reset);
         self.vods.start(
             stream_id,
-            name.name.clone(),
+            name,
             source,
             file,
             start_ms,
@@ -1080,21 +1138,24 @@ impl Conn {
         );
     }
 
-    /// `getStreamLength`: a file's length in seconds, 0 for a live stream or nothing.
-    fn stream_length(&self, name: &str) -> f64 {
+    /// `getStreamLength`: a file's length in seconds, 0 for a live stream or nothing; a file
+    /// nobody plays is indexed on the blocking pool first.
+    fn stream_length(&mut self, transaction_id: f64, name: &str) {
         if let Some(secs) = self.vods.length_secs(name) {
-            return secs;
+            self.session
+                .send_result(transaction_id, &[Amf0Value::Number(secs)]);
+            return;
         }
         let stream = StreamName::parse(name);
         let key = self.key(&stream);
         let config = self.core.config();
         match FileName::parse(&stream.name).find(&config.media.vod_dir, &key) {
             Ok(Some(path)) => self
-                .core
-                .vod()
-                .open(&path)
-                .map_or(0.0, |f| f64::from(f.index.duration_ms) / 1000.0),
-            _ => 0.0,
+                .vods
+                .length(transaction_id, path, self.core.vod().clone()),
+            _ => self
+                .session
+                .send_result(transaction_id, &[Amf0Value::Number(0.0)]),
         }
     }
 }

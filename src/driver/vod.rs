@@ -1,21 +1,32 @@
 //! The files one connection plays: each NetStream's [`Cursor`] (when what is due) and
 //! [`Reader`] (the bytes), written into the RTMP session, with the statuses FMS sends at the
 //! end, on seek and on pause.
+//!
+//! No disk I/O runs on the connection's task: indexing a file and reading its blocks are
+//! blocking-pool jobs whose results come back through [`VodPlays::next_done`]. A player reads
+//! the next block ahead while it sends the current one, so a read rarely delays a message.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::media::StreamKey;
-use crate::media::vod::{Cursor, End, Next, Reader, VodFile};
+use crate::media::vod::{
+    Cursor, End, Library, Next, OpenError, ReadError, Reader, Sample, VodFile,
+};
 use crate::rtmp::Session;
 use crate::rtmp::chunk::MessageHeader;
 use crate::rtmp::session::{MediaKind, csid};
 
 /// Messages one poll writes at most per stream, so one player cannot hog the task.
 const POLL_BATCH: usize = 512;
+/// Bytes one poll writes at most per stream before the connection flushes them: what a file
+/// player holds in memory besides its blocks, however long the lead it sends at the start.
+const POLL_BYTES: usize = 64 * 1024;
 
 /// Where a DVR play goes once the recorded part is sent: the live stream it rewound, with
 /// live timestamps moved onto the file's timeline.
@@ -44,12 +55,50 @@ pub(super) struct ToLive {
     pub from_ms: u32,
 }
 
+/// A file play asked for, waiting for its file to be indexed.
+pub(super) struct Request {
+    /// The name the client asked for, for status messages.
+    pub name: String,
+    pub key: StreamKey,
+    pub path: PathBuf,
+    pub source: Source,
+    pub start_ms: u32,
+    pub duration_ms: Option<u32>,
+    pub reset: bool,
+}
+
+/// A blocking-pool job that finished.
+pub(super) enum Done {
+    /// A file indexed for the play `stream_id` asked for: [`VodPlays::opened`] says whether it
+    /// is still wanted.
+    Opened {
+        stream_id: u32,
+        ticket: u64,
+        request: Request,
+        result: Result<Arc<VodFile>, OpenError>,
+    },
+    /// A `getStreamLength` answer.
+    Length { transaction_id: f64, secs: f64 },
+    /// A block read for the play `play`.
+    Block {
+        play: u64,
+        no: u64,
+        result: std::io::Result<Arc<[u8]>>,
+    },
+}
+
 struct VodPlay {
+    /// Tells a block read for this play from one for a play that replaced it.
+    id: u64,
     /// The name the client asked for, for status messages.
     name: String,
     source: Source,
     cursor: Cursor,
     reader: Reader,
+    /// The sample the cursor gave out and is waiting for its block.
+    pending: Option<Sample>,
+    /// Blocks being read for this play (at most the one it waits for and one ahead).
+    reading: Vec<u64>,
     body: Vec<u8>,
     bytes: u64,
 }
@@ -60,11 +109,150 @@ pub(super) struct VodPlays {
     map: HashMap<u32, VodPlay>,
     /// When the earliest cursor has something due.
     wake: Option<Instant>,
+    /// Plays waiting for their file: stream id -> the ticket of the open that counts.
+    opening: HashMap<u32, u64>,
+    next_id: u64,
+    jobs: JoinSet<Done>,
+    tick: Tick,
+}
+
+/// Wake-ups on a grid: what falls due within one step goes out in one write, as live
+/// fan-out does on its merge window. A file player is sent at least 500 ms ahead, so a step
+/// (at most a second, usually 100 ms) is never a stall.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tick {
+    base: Option<Instant>,
+    every: Duration,
+}
+
+impl Tick {
+    fn round_up(&self, at: Instant) -> Instant {
+        let Some(base) = self.base else {
+            return at;
+        };
+        let every = self.every.as_nanos();
+        if every == 0 {
+            return at;
+        }
+        let since = at.saturating_duration_since(base).as_nanos();
+        let steps = since.div_ceil(every);
+        base + Duration::from_nanos(u64::try_from(steps * every).unwrap_or(u64::MAX))
+    }
 }
 
 impl VodPlays {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Sends what falls due within `every` together (the media merge window).
+    pub fn set_tick(&mut self, every: Duration) {
+        self.tick.every = every.min(Duration::from_secs(1));
+    }
+
+    /// Indexes `request`'s file on the blocking pool; the play starts when
+    /// [`VodPlays::opened`] hands it back. A newer play or a stop on the stream voids it.
+    pub fn open(&mut self, stream_id: u32, request: Request, library: Arc<Library>) {
+        self.remove(stream_id);
+        self.next_id += 1;
+        let ticket = self.next_id;
+        self.opening.insert(stream_id, ticket);
+        self.jobs.spawn_blocking(move || {
+            let result = library.open(&request.path);
+            Done::Opened {
+                stream_id,
+                ticket,
+                request,
+                result,
+            }
+        });
+    }
+
+    /// Answers `getStreamLength` for the file at `path` once it is indexed.
+    pub fn length(&mut self, transaction_id: f64, path: PathBuf, library: Arc<Library>) {
+        self.jobs.spawn_blocking(move || {
+            let secs = library
+                .open(&path)
+                .map_or(0.0, |f| f64::from(f.index.duration_ms) / 1000.0);
+            Done::Length {
+                transaction_id,
+                secs,
+            }
+        });
+    }
+
+    /// Whether a job is out (the connection waits on [`VodPlays::next_done`] only then).
+    pub fn has_jobs(&self) -> bool {
+        !self.jobs.is_empty()
+    }
+
+    /// The next finished job; pending forever when none is out.
+    pub async fn next_done(&mut self) -> Option<Done> {
+        match self.jobs.join_next().await {
+            None => std::future::pending().await,
+            Some(Ok(done)) => Some(done),
+            // Only a panic in a job gets here; the play it served waits for nothing more.
+            Some(Err(e)) => {
+                warn!(error = %e, "a file job failed");
+                None
+            }
+        }
+    }
+
+    /// Whether the open with `ticket` is still the one `stream_id` waits for; it no longer
+    /// waits either way.
+    pub fn opened(&mut self, stream_id: u32, ticket: u64) -> bool {
+        if self.opening.get(&stream_id) == Some(&ticket) {
+            self.opening.remove(&stream_id);
+            return true;
+        }
+        false
+    }
+
+    /// A block read came back: the play that asked holds it and goes on.
+    pub fn block_read(
+        &mut self,
+        session: &mut Session,
+        play: u64,
+        no: u64,
+        result: std::io::Result<Arc<[u8]>>,
+        now: Instant,
+    ) {
+        let Some((&stream_id, p)) = self.map.iter_mut().find(|(_, p)| p.id == play) else {
+            return;
+        };
+        p.reading.retain(|&n| n != no);
+        match result {
+            Ok(block) => {
+                p.reader.give(no, block);
+                self.wake = Some(now);
+            }
+            Err(e) if p.pending.is_some_and(|s| p.reader.file().spans(&s, no)) => {
+                let offset = p.pending.map_or(0, |s| s.offset);
+                warn!(file = %p.reader_path(), offset, error = %e, "file read failed; play stopped");
+                session.play_failed(
+                    stream_id,
+                    "NetStream.Play.Failed",
+                    &format!("The file cannot be read at byte {offset}."),
+                );
+                self.map.remove(&stream_id);
+            }
+            // A read ahead failed: the sample that needs it will ask again and say so.
+            Err(_) => {}
+        }
+    }
+
+    fn read_block(jobs: &mut JoinSet<Done>, p: &mut VodPlay, no: u64) {
+        if p.reading.contains(&no) {
+            return;
+        }
+        p.reading.push(no);
+        let (file, play) = (p.reader.file().clone(), p.id);
+        jobs.spawn_blocking(move || Done::Block {
+            play,
+            no,
+            result: file.read_block(no),
+        });
     }
 
     /// Starts `file` on `stream_id` from `start_ms` for `duration_ms` (the session has sent
@@ -83,13 +271,18 @@ impl VodPlays {
     ) {
         let cursor = Cursor::new(file.clone(), start_ms, duration_ms, lead, now);
         crate::metrics::vod_play();
+        self.tick.base.get_or_insert(now);
+        self.next_id += 1;
         self.map.insert(
             stream_id,
             VodPlay {
+                id: self.next_id,
                 name,
                 source,
                 cursor,
                 reader: Reader::new(file),
+                pending: None,
+                reading: Vec::new(),
                 body: Vec::new(),
                 bytes: 0,
             },
@@ -97,8 +290,10 @@ impl VodPlays {
         self.wake = Some(now);
     }
 
-    /// Stops the file play on `stream_id`; its name when there was one.
+    /// Stops the file play on `stream_id` (or voids the open it waits for); its name when it
+    /// was playing.
     pub fn remove(&mut self, stream_id: u32) -> Option<String> {
+        self.opening.remove(&stream_id);
         self.map.remove(&stream_id).map(|p| p.name)
     }
 
@@ -113,6 +308,7 @@ impl VodPlays {
             return false;
         };
         let at = p.cursor.seek(ms, now);
+        p.pending = None;
         crate::metrics::vod_seek();
         info!(stream = %p.name, asked_ms = ms, at_ms = at, "seek");
         session.seek_notify(stream_id, &p.name, at);
@@ -151,12 +347,49 @@ impl VodPlays {
         let mut wake: Option<Instant> = None;
         let mut done = Vec::new();
         let mut to_live = Vec::new();
+        let tick = self.tick;
+        let jobs = &mut self.jobs;
         for (&stream_id, p) in self.map.iter_mut() {
-            let mut sent = 0;
+            let (mut sent, mut written) = (0, 0);
             loop {
-                if sent == POLL_BATCH {
+                if sent == POLL_BATCH || written >= POLL_BYTES {
                     wake = Some(now);
                     break;
+                }
+                if let Some(s) = p.pending {
+                    p.body.clear();
+                    match p.reader.body(&s, &mut p.body) {
+                        Ok(()) => {}
+                        // Back when the block is read (`block_read`), not on a timer.
+                        Err(ReadError::NeedBlock(no)) => {
+                            Self::read_block(jobs, p, no);
+                            break;
+                        }
+                        Err(ReadError::Io(e)) => {
+                            warn!(file = %p.reader_path(), offset = s.offset, error = %e, "file read failed; play stopped");
+                            session.play_failed(
+                                stream_id,
+                                "NetStream.Play.Failed",
+                                &format!("The file cannot be read at byte {}.", s.offset),
+                            );
+                            done.push(stream_id);
+                            break;
+                        }
+                    }
+                    p.pending = None;
+                    if let Some(no) = p.reader.read_ahead(&s) {
+                        Self::read_block(jobs, p, no);
+                    }
+                    let header = MessageHeader {
+                        timestamp: s.time_ms,
+                        type_id: s.type_id(),
+                        stream_id,
+                    };
+                    session.send_media(media_csid(s.kind), &header, &p.body);
+                    p.bytes += p.body.len() as u64;
+                    written += p.body.len();
+                    sent += 1;
+                    continue;
                 }
                 if let Source::Recording {
                     then_live: Some(then),
@@ -184,29 +417,14 @@ impl VodPlays {
                         };
                         session.send_media(media_csid(h.kind), &header, &h.body);
                         p.bytes += h.body.len() as u64;
+                        written += h.body.len();
                     }
                     Next::Sample(s) => {
-                        let s = *s;
-                        p.body.clear();
-                        if let Err(e) = p.reader.body(&s, &mut p.body) {
-                            warn!(file = %p.reader_path(), offset = s.offset, error = %e, "file read failed; play stopped");
-                            session.play_failed(
-                                stream_id,
-                                "NetStream.Play.Failed",
-                                &format!("The file cannot be read at byte {}.", s.offset),
-                            );
-                            done.push(stream_id);
-                            break;
-                        }
-                        let header = MessageHeader {
-                            timestamp: s.time_ms,
-                            type_id: s.type_id(),
-                            stream_id,
-                        };
-                        session.send_media(media_csid(s.kind), &header, &p.body);
-                        p.bytes += p.body.len() as u64;
+                        p.pending = Some(*s);
+                        continue;
                     }
                     Next::Wait(at) => {
+                        let at = tick.round_up(at);
                         wake = Some(wake.map_or(at, |w| w.min(at)));
                         break;
                     }

@@ -32,7 +32,7 @@ pub struct Core {
     registry: Arc<Registry>,
     recordings: Arc<Recordings>,
     /// The files being played, indexed once each.
-    vod: Library,
+    vod: Arc<Library>,
     clients: Arc<Clients>,
     apps: Arc<AppManager>,
     counters: Counters,
@@ -54,7 +54,7 @@ impl Core {
             settings: Settings::new(config),
             registry,
             recordings,
-            vod: Library::default(),
+            vod: Arc::default(),
             clients: Arc::new(Clients::default()),
             apps,
             counters: Counters::default(),
@@ -86,7 +86,7 @@ impl Core {
     }
 
     /// The files players play, shared by all of them.
-    pub fn vod(&self) -> &Library {
+    pub fn vod(&self) -> &Arc<Library> {
         &self.vod
     }
 

@@ -105,13 +105,25 @@ impl VodFile {
         })
     }
 
+    /// The block `no` if a player holds it now.
+    fn cached(&self, no: u64) -> Option<Arc<[u8]>> {
+        lock(&self.blocks).get(&no).and_then(Weak::upgrade)
+    }
+
     /// The block `no` (bytes `no * BLOCK ..`), read now unless a player holds it already.
-    fn block(&self, no: u64) -> std::io::Result<Arc<[u8]>> {
-        if let Some(b) = lock(&self.blocks).get(&no).and_then(Weak::upgrade) {
+    /// Blocking: the connection runs it on the blocking pool ([`Reader::body`] says when).
+    pub fn read_block(&self, no: u64) -> std::io::Result<Arc<[u8]>> {
+        if let Some(b) = self.cached(no) {
             return Ok(b);
         }
         let start = no * BLOCK;
-        let size = BLOCK.min(self.len.saturating_sub(start)) as usize;
+        if start >= self.len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("block at byte {start} is past the end of the file"),
+            ));
+        }
+        let size = BLOCK.min(self.len - start) as usize;
         let mut buf = vec![0u8; size];
         match &self.source {
             Source::File(f) => f.read_exact_at(&mut buf, start)?,
@@ -120,44 +132,106 @@ impl VodFile {
         }
         let b: Arc<[u8]> = Arc::from(buf);
         let mut blocks = lock(&self.blocks);
+        // Another player may have read it meanwhile: share theirs, drop ours.
+        if let Some(theirs) = blocks.get(&no).and_then(Weak::upgrade) {
+            return Ok(theirs);
+        }
         blocks.retain(|_, w| w.strong_count() > 0);
         blocks.insert(no, Arc::downgrade(&b));
         Ok(b)
     }
+
+    /// Whether `s`'s bytes lie (partly) in block `no`.
+    pub fn spans(&self, s: &Sample, no: u64) -> bool {
+        self.blocks_of(s).contains(&no)
+    }
+
+    fn blocks_of(&self, s: &Sample) -> std::ops::RangeInclusive<u64> {
+        let end = s.offset + u64::from(s.len.max(1)) - 1;
+        s.offset / BLOCK..=end / BLOCK
+    }
 }
 
-/// One player's view of a file's bytes: the blocks it is reading.
+/// Why [`Reader::body`] did not give a body.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Block `0` is not in memory: read it ([`VodFile::read_block`], off the connection's
+    /// task), hand it over with [`Reader::give`] and ask again.
+    #[error("block {0} not read yet")]
+    NeedBlock(u64),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// One player's view of a file's bytes: the blocks it is reading. It never reads the file
+/// itself: a block it lacks is a [`ReadError::NeedBlock`] for the caller to fetch, so no
+/// disk read runs on a connection's task.
 pub struct Reader {
     file: Arc<VodFile>,
-    held: [Option<(u64, Arc<[u8]>)>; 2],
+    /// The blocks held, oldest first: those the sample being read spans, else at most two.
+    held: Vec<(u64, Arc<[u8]>)>,
+    /// Blocks of the sample being read.
+    want: std::ops::RangeInclusive<u64>,
 }
 
 impl Reader {
     pub fn new(file: Arc<VodFile>) -> Reader {
         Reader {
             file,
-            held: [None, None],
+            held: Vec::with_capacity(2),
+            want: 0..=0,
         }
     }
 
-    fn held(&mut self, no: u64) -> std::io::Result<&[u8]> {
-        if let Some(i) = self
-            .held
-            .iter()
-            .position(|h| h.as_ref().is_some_and(|h| h.0 == no))
-        {
-            return Ok(self.held[i].as_ref().map_or(&[][..], |h| &h.1[..]));
-        }
-        let b = self.file.block(no)?;
-        // Keep the newer of the two held blocks; reading moves forward.
-        self.held.swap(0, 1);
-        self.held[1] = Some((no, b));
-        Ok(self.held[1].as_ref().map_or(&[][..], |h| &h.1[..]))
+    pub fn file(&self) -> &Arc<VodFile> {
+        &self.file
     }
 
-    /// Appends `s`'s RTMP body (its prefix, then its bytes) to `out`.
-    pub fn body(&mut self, s: &Sample, out: &mut Vec<u8>) -> std::io::Result<()> {
-        s.prefix(out);
+    fn slot(&self, no: u64) -> Option<usize> {
+        self.held.iter().position(|h| h.0 == no)
+    }
+
+    /// Holds block `no`, read by the caller. Blocks behind the sample being read are let go
+    /// (reading moves forward), and of the rest at most two or the sample's span are kept.
+    pub fn give(&mut self, no: u64, block: Arc<[u8]>) {
+        if self.slot(no).is_some() {
+            return;
+        }
+        self.held.push((no, block));
+        let keep = (self.want.end() - self.want.start() + 1).max(2) as usize;
+        while self.held.len() > keep {
+            let drop = self
+                .held
+                .iter()
+                .position(|h| !self.want.contains(&h.0))
+                .unwrap_or(0);
+            self.held.remove(drop);
+        }
+    }
+
+    fn held(&mut self, no: u64) -> Result<&[u8], ReadError> {
+        if self.slot(no).is_none() {
+            let b = self.file.cached(no).ok_or(ReadError::NeedBlock(no))?;
+            self.give(no, b);
+        }
+        let i = self.slot(no).ok_or(ReadError::NeedBlock(no))?;
+        Ok(&self.held[i].1[..])
+    }
+
+    /// The block to read ahead while `s` is being sent, so that the next block is in memory
+    /// before the cursor reaches it: the one after `s`'s last, once `s` is in its second half.
+    pub fn read_ahead(&self, s: &Sample) -> Option<u64> {
+        let last = *self.file.blocks_of(s).end();
+        let next = last + 1;
+        let in_second_half = (s.offset + u64::from(s.len)) % BLOCK >= BLOCK / 2;
+        (in_second_half && next * BLOCK < self.file.len && self.slot(next).is_none())
+            .then_some(next)
+            .filter(|&n| self.file.cached(n).is_none())
+    }
+
+    /// Appends `s`'s RTMP body (its prefix, then its bytes) to `out`; on an error `out` is
+    /// as it was.
+    pub fn body(&mut self, s: &Sample, out: &mut Vec<u8>) -> Result<(), ReadError> {
         let end = s.offset + u64::from(s.len);
         if end > self.file.len {
             return Err(std::io::Error::new(
@@ -166,19 +240,34 @@ impl Reader {
                     "a sample at byte {} runs past the end of the file",
                     s.offset
                 ),
-            ));
+            )
+            .into());
         }
+        self.want = self.file.blocks_of(s);
+        for no in self.want.clone() {
+            self.held(no)?;
+        }
+        let start_len = out.len();
+        s.prefix(out);
         let mut at = s.offset;
         while at < end {
             let no = at / BLOCK;
-            let block = self.held(no)?;
+            let block = match self.held(no) {
+                Ok(b) => b,
+                Err(e) => {
+                    out.truncate(start_len);
+                    return Err(e);
+                }
+            };
             let from = (at - no * BLOCK) as usize;
             let to = ((end - no * BLOCK) as usize).min(block.len());
             if from >= to {
+                out.truncate(start_len);
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     format!("byte {at} could not be read"),
-                ));
+                )
+                .into());
             }
             out.extend_from_slice(&block[from..to]);
             at = no * BLOCK + to as u64;
@@ -219,6 +308,36 @@ impl Library {
 mod tests {
     use super::*;
 
+    /// What the connection does: fetch each block the reader lacks, then ask again.
+    fn read(r: &mut Reader, s: &Sample, out: &mut Vec<u8>) {
+        loop {
+            match r.body(s, out) {
+                Ok(()) => return,
+                Err(ReadError::NeedBlock(no)) => {
+                    let b = r.file().read_block(no).unwrap();
+                    r.give(no, b);
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_sample_larger_than_two_blocks_is_read_whole() {
+        let mut bytes = flv::tests::file(1)[..13].to_vec();
+        let mut big = vec![0x17, 1, 0, 0, 0];
+        big.resize(3 * BLOCK as usize + 100, 7);
+        flv::tests::tag(&mut bytes, 9, 0, &big);
+        let f = Arc::new(VodFile::from_bytes("x.flv".into(), bytes.clone(), false).unwrap());
+        let mut r = Reader::new(f.clone());
+        let s = f.index.samples[0];
+        let mut out = Vec::new();
+        read(&mut r, &s, &mut out);
+        let at = s.offset as usize;
+        assert_eq!(out.len(), s.len as usize);
+        assert_eq!(out, &bytes[at..at + s.len as usize]);
+    }
+
     #[test]
     fn readers_share_blocks_and_cross_their_edges() {
         let mut bytes = flv::tests::file(1);
@@ -239,8 +358,8 @@ mod tests {
             .filter(|s| s.kind != crate::rtmp::session::MediaKind::Data)
         {
             let (mut x, mut y) = (Vec::new(), Vec::new());
-            a.body(s, &mut x).unwrap();
-            b.body(s, &mut y).unwrap();
+            read(&mut a, s, &mut x);
+            read(&mut b, s, &mut y);
             let at = s.offset as usize;
             assert_eq!(x, &bytes[at..at + s.len as usize]);
             assert_eq!(x, y);

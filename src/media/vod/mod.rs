@@ -18,7 +18,7 @@ mod mp4;
 use std::path::{Path, PathBuf};
 
 pub use cursor::{Cursor, End, Next};
-pub use file::{Library, OpenError, Reader, VodFile};
+pub use file::{Library, OpenError, ReadError, Reader, VodFile};
 pub use index::{Damage, Header, Index, Sample, Wrap};
 
 use super::record::{BadName, file_path};
