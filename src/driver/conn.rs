@@ -1065,7 +1065,7 @@ impl Conn {
                 result,
             } => {
                 if self.vods.opened(stream_id, ticket) {
-                    self.file_opened(stream_id, request, result);
+                    self.file_opened(stream_id, *request, result);
                 }
             }
             Done::Length {

@@ -74,7 +74,7 @@ pub(super) enum Done {
     Opened {
         stream_id: u32,
         ticket: u64,
-        request: Request,
+        request: Box<Request>,
         result: Result<Arc<VodFile>, OpenError>,
     },
     /// A `getStreamLength` answer.
@@ -162,7 +162,7 @@ impl VodPlays {
             Done::Opened {
                 stream_id,
                 ticket,
-                request,
+                request: Box::new(request),
                 result,
             }
         });
