@@ -212,7 +212,9 @@ impl Conn {
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         let (mut rd, mut wr) = tokio::io::split(io);
-        let mut rbuf = vec![0u8; 64 * 1024];
+        // Players send little (acks, pings): their read buffer stays small; one that fills it
+        // (a publisher) gets it doubled up to 64 KiB.
+        let mut rbuf = vec![0u8; 4 * 1024];
         let config = self.core.config();
         let cfg = &config.rtmp;
         let handshake_timeout = Duration::from_secs(cfg.handshake_timeout_secs);
@@ -269,6 +271,9 @@ impl Conn {
                     self.core.counters().bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                     self.client.add_in(n as u64);
                     let res = self.session.handle_input(&rbuf[..n], Instant::now());
+                    if n == rbuf.len() && rbuf.len() < 64 * 1024 {
+                        rbuf.resize(rbuf.len() * 2, 0);
+                    }
                     // Events queued before an error (e.g. the last media) are still handled.
                     self.handle_events()?;
                     if let Err(e) = res {

@@ -228,13 +228,7 @@ impl VodPlays {
                 self.wake = Some(now);
             }
             Err(e) if p.pending.is_some_and(|s| p.reader.file().spans(&s, no)) => {
-                let offset = p.pending.map_or(0, |s| s.offset);
-                warn!(file = %p.reader_path(), offset, error = %e, "file read failed; play stopped");
-                session.play_failed(
-                    stream_id,
-                    "NetStream.Play.Failed",
-                    &format!("The file cannot be read at byte {offset}."),
-                );
+                p.fail(session, stream_id, p.pending.map_or(0, |s| s.offset), &e);
                 self.map.remove(&stream_id);
             }
             // A read ahead failed: the sample that needs it will ask again and say so.
@@ -357,37 +351,47 @@ impl VodPlays {
                     break;
                 }
                 if let Some(s) = p.pending {
-                    p.body.clear();
-                    match p.reader.body(&s, &mut p.body) {
-                        Ok(()) => {}
+                    let whole = match p.reader.prepare(&s) {
+                        Ok(whole) => whole,
                         // Back when the block is read (`block_read`), not on a timer.
                         Err(ReadError::NeedBlock(no)) => {
                             Self::read_block(jobs, p, no);
                             break;
                         }
                         Err(ReadError::Io(e)) => {
-                            warn!(file = %p.reader_path(), offset = s.offset, error = %e, "file read failed; play stopped");
-                            session.play_failed(
-                                stream_id,
-                                "NetStream.Play.Failed",
-                                &format!("The file cannot be read at byte {}.", s.offset),
-                            );
+                            p.fail(session, stream_id, s.offset, &e);
+                            done.push(stream_id);
+                            break;
+                        }
+                    };
+                    if !whole {
+                        p.body.clear();
+                        if let Err(e) = p.reader.body(&s, &mut p.body) {
+                            p.fail(session, stream_id, s.offset, &e);
                             done.push(stream_id);
                             break;
                         }
                     }
-                    p.pending = None;
-                    if let Some(no) = p.reader.read_ahead(&s) {
-                        Self::read_block(jobs, p, no);
-                    }
+                    let payload = match whole {
+                        true => p.reader.slice(&s).unwrap_or_default(),
+                        false => &p.body[..],
+                    };
                     let header = MessageHeader {
                         timestamp: s.time_ms,
                         type_id: s.type_id(),
                         stream_id,
                     };
-                    session.send_media(media_csid(s.kind), &header, &p.body);
-                    p.bytes += p.body.len() as u64;
-                    written += p.body.len();
+                    session.send_media(media_csid(s.kind), &header, payload);
+                    p.bytes += payload.len() as u64;
+                    written += payload.len();
+                    p.pending = None;
+                    if p.body.capacity() > POLL_BYTES {
+                        // One big frame should not set what every player holds from then on.
+                        p.body = Vec::new();
+                    }
+                    if let Some(no) = p.reader.read_ahead(&s) {
+                        Self::read_block(jobs, p, no);
+                    }
                     sent += 1;
                     continue;
                 }
@@ -484,6 +488,15 @@ impl VodPlays {
 impl VodPlay {
     fn reader_path(&self) -> String {
         self.cursor.file().path.display().to_string()
+    }
+
+    fn fail(&self, session: &mut Session, stream_id: u32, offset: u64, e: &dyn std::fmt::Display) {
+        warn!(file = %self.reader_path(), offset, error = %e, "file read failed; play stopped");
+        session.play_failed(
+            stream_id,
+            "NetStream.Play.Failed",
+            &format!("The file cannot be read at byte {offset}."),
+        );
     }
 }
 

@@ -229,9 +229,9 @@ impl Reader {
             .filter(|&n| self.file.cached(n).is_none())
     }
 
-    /// Appends `s`'s RTMP body (its prefix, then its bytes) to `out`; on an error `out` is
-    /// as it was.
-    pub fn body(&mut self, s: &Sample, out: &mut Vec<u8>) -> Result<(), ReadError> {
+    /// Holds every block `s` spans (or says which to read first); true when its RTMP body is
+    /// those bytes as they are, in one block ([`Reader::slice`]: no copy; most FLV tags).
+    pub fn prepare(&mut self, s: &Sample) -> Result<bool, ReadError> {
         let end = s.offset + u64::from(s.len);
         if end > self.file.len {
             return Err(std::io::Error::new(
@@ -247,6 +247,22 @@ impl Reader {
         for no in self.want.clone() {
             self.held(no)?;
         }
+        Ok(s.has_no_prefix() && self.want.start() == self.want.end())
+    }
+
+    /// `s`'s body in its block, after [`Reader::prepare`] said true.
+    pub fn slice(&self, s: &Sample) -> Option<&[u8]> {
+        let no = s.offset / BLOCK;
+        let block = &self.held[self.slot(no)?].1;
+        let from = (s.offset - no * BLOCK) as usize;
+        block.get(from..from + s.len as usize)
+    }
+
+    /// Appends `s`'s RTMP body (its prefix, then its bytes) to `out`; on an error `out` is
+    /// as it was.
+    pub fn body(&mut self, s: &Sample, out: &mut Vec<u8>) -> Result<(), ReadError> {
+        let end = s.offset + u64::from(s.len);
+        self.prepare(s)?;
         let start_len = out.len();
         s.prefix(out);
         let mut at = s.offset;

@@ -45,6 +45,11 @@ impl Sample {
         }
     }
 
+    /// Whether the RTMP body is the file's bytes alone (FLV tags).
+    pub fn has_no_prefix(&self) -> bool {
+        matches!(self.wrap, Wrap::Flv)
+    }
+
     /// Appends what goes in front of the file's bytes in the RTMP body (nothing for FLV).
     pub fn prefix(&self, out: &mut Vec<u8>) {
         let cts = self.cts_ms.clamp(-(1 << 23), (1 << 23) - 1) as u32;
