@@ -11,15 +11,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::media::StreamKey;
 use crate::media::vod::{
-    Cursor, End, Library, Next, OpenError, ReadError, Reader, Sample, VodFile,
+    Cursor, EncodedKey, End, Library, Next, OpenError, ReadError, Reader, Sample, VodFile,
 };
 use crate::rtmp::Session;
-use crate::rtmp::chunk::MessageHeader;
+use crate::rtmp::chunk::{MessageHeader, encode_standalone};
 use crate::rtmp::session::{MediaKind, csid};
 
 /// Messages one poll writes at most per stream, so one player cannot hog the task.
@@ -96,7 +97,7 @@ struct VodPlay {
     cursor: Cursor,
     reader: Reader,
     /// The sample the cursor gave out and is waiting for its block.
-    pending: Option<Sample>,
+    pending: Option<(usize, Sample)>,
     /// Blocks being read for this play (at most the one it waits for and one ahead).
     reading: Vec<u64>,
     body: Vec<u8>,
@@ -227,8 +228,16 @@ impl VodPlays {
                 p.reader.give(no, block);
                 self.wake = Some(now);
             }
-            Err(e) if p.pending.is_some_and(|s| p.reader.file().spans(&s, no)) => {
-                p.fail(session, stream_id, p.pending.map_or(0, |s| s.offset), &e);
+            Err(e)
+                if p.pending
+                    .is_some_and(|(_, s)| p.reader.file().spans(&s, no)) =>
+            {
+                p.fail(
+                    session,
+                    stream_id,
+                    p.pending.map_or(0, |(_, s)| s.offset),
+                    &e,
+                );
                 self.map.remove(&stream_id);
             }
             // A read ahead failed: the sample that needs it will ask again and say so.
@@ -350,48 +359,71 @@ impl VodPlays {
                     wake = Some(now);
                     break;
                 }
-                if let Some(s) = p.pending {
-                    let whole = match p.reader.prepare(&s) {
-                        Ok(whole) => whole,
-                        // Back when the block is read (`block_read`), not on a timer.
-                        Err(ReadError::NeedBlock(no)) => {
-                            Self::read_block(jobs, p, no);
-                            break;
-                        }
-                        Err(ReadError::Io(e)) => {
-                            p.fail(session, stream_id, s.offset, &e);
-                            done.push(stream_id);
-                            break;
-                        }
-                    };
-                    if !whole {
-                        p.body.clear();
-                        if let Err(e) = p.reader.body(&s, &mut p.body) {
-                            p.fail(session, stream_id, s.offset, &e);
-                            done.push(stream_id);
-                            break;
-                        }
-                    }
-                    let payload = match whole {
-                        true => p.reader.slice(&s).unwrap_or_default(),
-                        false => &p.body[..],
-                    };
+                if let Some((index, s)) = p.pending {
                     let header = MessageHeader {
                         timestamp: s.time_ms,
                         type_id: s.type_id(),
                         stream_id,
                     };
-                    session.send_media(media_csid(s.kind), &header, payload);
-                    p.bytes += payload.len() as u64;
-                    written += payload.len();
+                    let chunk_size = session.out_chunk_size();
+                    let key = EncodedKey {
+                        sample: index,
+                        stream_id,
+                        chunk_size,
+                    };
+                    let bytes = match p.cursor.file().encoded(&key) {
+                        Some(b) => b,
+                        None => {
+                            let whole = match p.reader.prepare(&s) {
+                                Ok(whole) => whole,
+                                // Back when the block is read (`block_read`), not on a timer.
+                                Err(ReadError::NeedBlock(no)) => {
+                                    Self::read_block(jobs, p, no);
+                                    break;
+                                }
+                                Err(ReadError::Io(e)) => {
+                                    p.fail(session, stream_id, s.offset, &e);
+                                    done.push(stream_id);
+                                    break;
+                                }
+                            };
+                            if !whole {
+                                p.body.clear();
+                                if let Err(e) = p.reader.body(&s, &mut p.body) {
+                                    p.fail(session, stream_id, s.offset, &e);
+                                    done.push(stream_id);
+                                    break;
+                                }
+                            }
+                            let payload = match whole {
+                                true => p.reader.slice(&s).unwrap_or_default(),
+                                false => &p.body[..],
+                            };
+                            let chunks = payload.len().div_ceil(chunk_size.max(1) as usize);
+                            let mut out = BytesMut::with_capacity(payload.len() + 12 + chunks * 5);
+                            encode_standalone(
+                                media_csid(s.kind),
+                                &header,
+                                payload,
+                                chunk_size,
+                                &mut out,
+                            );
+                            let b = out.freeze();
+                            p.cursor.file().keep_encoded(key, b.clone());
+                            if p.body.capacity() > POLL_BYTES {
+                                // One big frame should not set what a player holds from then on.
+                                p.body = Vec::new();
+                            }
+                            if let Some(no) = p.reader.read_ahead(&s) {
+                                Self::read_block(jobs, p, no);
+                            }
+                            b
+                        }
+                    };
+                    written += bytes.len();
+                    p.bytes += u64::from(s.len);
+                    session.send_encoded(bytes);
                     p.pending = None;
-                    if p.body.capacity() > POLL_BYTES {
-                        // One big frame should not set what every player holds from then on.
-                        p.body = Vec::new();
-                    }
-                    if let Some(no) = p.reader.read_ahead(&s) {
-                        Self::read_block(jobs, p, no);
-                    }
                     sent += 1;
                     continue;
                 }
@@ -423,8 +455,8 @@ impl VodPlays {
                         p.bytes += h.body.len() as u64;
                         written += h.body.len();
                     }
-                    Next::Sample(s) => {
-                        p.pending = Some(*s);
+                    Next::Sample(index, s) => {
+                        p.pending = Some((index, *s));
                         continue;
                     }
                     Next::Wait(at) => {

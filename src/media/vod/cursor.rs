@@ -18,7 +18,8 @@ use super::index::{Header, Sample};
 pub enum Next<'a> {
     /// A header (metadata, sequence header), stamped `time_ms`.
     Header(&'a Header, u32),
-    Sample(&'a Sample),
+    /// A sample and its place in the index (what the shared encodings are keyed by).
+    Sample(usize, &'a Sample),
     /// Nothing is due before this instant.
     Wait(Instant),
     /// Paused: nothing until [`Cursor::resume`].
@@ -193,7 +194,7 @@ impl Cursor {
         }
         self.next += 1;
         self.last_sent_ms = self.last_sent_ms.max(s.time_ms);
-        Next::Sample(s)
+        Next::Sample(self.next - 1, s)
     }
 
     fn lead_ms(&self) -> u32 {
@@ -218,7 +219,7 @@ mod tests {
         loop {
             match c.next(now) {
                 Next::Header(..) => {}
-                Next::Sample(s) => out.push((s.kind, s.time_ms)),
+                Next::Sample(_, s) => out.push((s.kind, s.time_ms)),
                 other => return (out, format!("{other:?}")),
             }
         }

@@ -1,18 +1,40 @@
 //! One playable file: its index and its bytes, read in 1 MiB blocks that every player at that
 //! place shares ([`Reader`]), and the [`Library`] of files being played, each indexed once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::BufReader;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
+use bytes::Bytes;
+
 use super::index::{Damage, Index, Sample};
 use super::{flv, mp4};
 
 /// Bytes of a file read at once and shared by the players at that place.
 const BLOCK: u64 = 1 << 20;
+/// Chunk-encoded samples a file keeps for the players behind the first: about 25 s of a
+/// 2.5 Mbit/s stream.
+const ENCODED_BYTES: usize = 8 << 20;
+
+/// One sample as one player's session sends it: players whose stream id and chunk size agree
+/// send the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EncodedKey {
+    pub sample: usize,
+    pub stream_id: u32,
+    pub chunk_size: u32,
+}
+
+/// The last [`ENCODED_BYTES`] of chunk-encoded samples, oldest dropped first.
+#[derive(Default)]
+struct Encoded {
+    map: HashMap<EncodedKey, Bytes>,
+    order: VecDeque<EncodedKey>,
+    bytes: usize,
+}
 
 /// Why a file cannot be played.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +66,7 @@ pub struct VodFile {
     /// (length, modification time) when indexed: a replaced file is indexed again.
     identity: (u64, Option<SystemTime>),
     blocks: Mutex<HashMap<u64, Weak<[u8]>>>,
+    encoded: Mutex<Encoded>,
 }
 
 impl std::fmt::Debug for VodFile {
@@ -83,6 +106,7 @@ impl VodFile {
             len,
             identity: (len, meta.modified().ok()),
             blocks: Mutex::new(HashMap::new()),
+            encoded: Mutex::default(),
         })
     }
 
@@ -102,7 +126,32 @@ impl VodFile {
             len,
             identity: (len, None),
             blocks: Mutex::new(HashMap::new()),
+            encoded: Mutex::default(),
         })
+    }
+
+    /// The sample `key` as another player at that place encoded it, if it is still kept.
+    pub fn encoded(&self, key: &EncodedKey) -> Option<Bytes> {
+        lock(&self.encoded).map.get(key).cloned()
+    }
+
+    /// Keeps `bytes` (the sample `key`, chunk-encoded) for the players behind this one.
+    pub fn keep_encoded(&self, key: EncodedKey, bytes: Bytes) {
+        let mut e = lock(&self.encoded);
+        if bytes.len() > ENCODED_BYTES / 4 || e.map.contains_key(&key) {
+            return;
+        }
+        e.bytes += bytes.len();
+        e.map.insert(key, bytes);
+        e.order.push_back(key);
+        while e.bytes > ENCODED_BYTES {
+            let Some(old) = e.order.pop_front() else {
+                break;
+            };
+            if let Some(b) = e.map.remove(&old) {
+                e.bytes -= b.len();
+            }
+        }
     }
 
     /// The block `no` if a player holds it now.
@@ -352,6 +401,38 @@ mod tests {
         let at = s.offset as usize;
         assert_eq!(out.len(), s.len as usize);
         assert_eq!(out, &bytes[at..at + s.len as usize]);
+    }
+
+    #[test]
+    fn encoded_samples_are_shared_until_newer_ones_push_them_out() {
+        let f = VodFile::from_bytes("x.flv".into(), flv::tests::file(1), false).unwrap();
+        let key = |sample| EncodedKey {
+            sample,
+            stream_id: 1,
+            chunk_size: 4096,
+        };
+        let mb = Bytes::from(vec![1u8; 1 << 20]);
+        f.keep_encoded(key(0), mb.clone());
+        assert_eq!(f.encoded(&key(0)), Some(mb.clone()));
+        assert_eq!(
+            f.encoded(&EncodedKey {
+                chunk_size: 128,
+                ..key(0)
+            }),
+            None
+        );
+        for i in 1..=8 {
+            f.keep_encoded(key(i), mb.clone());
+        }
+        assert_eq!(f.encoded(&key(0)), None, "the oldest goes first");
+        assert!(f.encoded(&key(8)).is_some());
+        assert!(lock(&f.encoded).bytes <= ENCODED_BYTES);
+        f.keep_encoded(key(99), Bytes::from(vec![0u8; ENCODED_BYTES]));
+        assert_eq!(
+            f.encoded(&key(99)),
+            None,
+            "one sample may not take the whole budget"
+        );
     }
 
     #[test]

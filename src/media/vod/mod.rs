@@ -5,7 +5,9 @@
 //! A file is indexed once (`flv.rs`, `mp4.rs`) and kept while anyone plays it ([`Library`], `file.rs`).
 //! Its bytes are read in 1 MiB blocks with one positional read each, shared through the file's
 //! block table by every player at that place in the file, so the file is read once per player
-//! position, not once per message; a player holds at most the two blocks it is reading. Block
+//! position, not once per message; a player holds at most the two blocks it is reading. What
+//! a player sends is chunk-encoded once and kept (the last 8 MiB, per file) for the players
+//! behind it with the same stream id and chunk size, as live fan-out encodes once. Block
 //! reads are not memory maps on purpose: a file truncated under a mapping would kill the
 //! process with SIGBUS, a truncated read is only that player's error.
 
@@ -18,7 +20,7 @@ mod mp4;
 use std::path::{Path, PathBuf};
 
 pub use cursor::{Cursor, End, Next};
-pub use file::{Library, OpenError, ReadError, Reader, VodFile};
+pub use file::{EncodedKey, Library, OpenError, ReadError, Reader, VodFile};
 pub use index::{Damage, Header, Index, Sample, Wrap};
 
 use super::record::{BadName, file_path};
