@@ -750,6 +750,30 @@ mod tests {
         );
     }
 
+    /// The fuzz seeds (`fuzz/seeds/shared_object/`, `[control byte][body]`, bit 0 = type 16) are
+    /// valid bodies, so the fuzzer starts past the decoder.
+    #[test]
+    fn fuzz_seeds_decode() {
+        let seeds: [&[u8]; 5] = [
+            include_bytes!("../../fuzz/seeds/shared_object/use-change-send"),
+            include_bytes!("../../fuzz/seeds/shared_object/persistent-use-remove"),
+            include_bytes!("../../fuzz/seeds/shared_object/amf3-use-avmplus"),
+            include_bytes!("../../fuzz/seeds/shared_object/many-slots"),
+            include_bytes!("../../fuzz/seeds/shared_object/server-events"),
+        ];
+        for seed in seeds {
+            let enc = if seed[0] & 1 == 1 {
+                SoEncoding::Amf3
+            } else {
+                SoEncoding::Amf0
+            };
+            let msg = decode_so(&seed[1..], enc, &SoDecodeLimits::default()).unwrap();
+            let mut out = Vec::new();
+            encode_so(&msg, enc, &mut out);
+            assert_eq!(out, &seed[1..]);
+        }
+    }
+
     pub(crate) fn arb_event() -> impl Strategy<Value = SoEvent> {
         prop_oneof![
             Just(SoEvent::Use),
