@@ -14,7 +14,10 @@ use wasmgate::rtmp::amf::{
 use wasmgate::rtmp::chunk::{ChunkDecoder, ChunkLimits, MAX_CHUNK_HEADER_LEN};
 use wasmgate::rtmp::handshake::{HANDSHAKE_SIZE, ServerHandshake};
 use wasmgate::rtmp::message::{ControlMessage, msg_type};
+use wasmgate::rtmp::shared_object::{SoDecodeLimits, SoEncoding, decode_so, encode_so};
 use wasmgate::rtmp::{Event, Session, SessionConfig};
+use wasmgate::state::Scope;
+use wasmgate::state::shared_objects::{SharedObjects, SoLimits};
 use wasmgate::tunnel::request::{
     Cmd, Env, Pulled, ReqError, Route, Step, Ticket, TunnelState, parse_route,
 };
@@ -638,4 +641,92 @@ impl Rtmpt {
             assert!(self.t.sessions_from(IpAddr::from(ip)) <= self.cfg.max_sessions_per_ip);
         }
     }
+}
+
+/// Shared-object message bodies (`[control byte][body]`; bit 0 of the control byte picks type 16
+/// over 19). A decoded body re-encodes byte-stably, and fed into the authority with tight limits
+/// (as the client named by bits 1-2, at a time from bits 3-7) it never breaks a bound: slots,
+/// bytes, objects and subscribers stay within `SoLimits`, and a tick gives each client at most
+/// one message per object.
+pub fn shared_object(data: &[u8]) {
+    let Some((&control, body)) = data.split_first() else {
+        return;
+    };
+    let encoding = if control & 1 == 1 {
+        SoEncoding::Amf3
+    } else {
+        SoEncoding::Amf0
+    };
+    let limits = SoDecodeLimits {
+        max_events: 64,
+        max_name_len: 64,
+        amf: small_amf_limits(),
+    };
+    let Ok(msg) = decode_so(body, encoding, &limits) else {
+        return;
+    };
+    let mut once = Vec::new();
+    encode_so(&msg, encoding, &mut once);
+    let again = decode_so(&once, encoding, &SoDecodeLimits::default())
+        .expect("re-encoded shared-object body decodes");
+    let mut twice = Vec::new();
+    encode_so(&again, encoding, &mut twice);
+    assert_eq!(once, twice);
+
+    let so_limits = SoLimits {
+        max_slots: 4,
+        max_bytes: 256,
+        max_objects: 2,
+        max_subscribers: 2,
+        max_pending_messages: 3,
+        max_name_len: 16,
+        requests_per_sec: 10,
+        request_burst: 5,
+    };
+    let mut so = SharedObjects::new(so_limits);
+    let scope = Scope::new("app", "inst");
+    let client = u64::from((control >> 1) & 3);
+    let now = u64::from(control >> 3) * 100;
+    // The same message from three clients, and once more after a tick, to reach the
+    // subscriber limit, rate limit and batching paths.
+    for (round, c) in [client, client + 1, client + 2, client]
+        .into_iter()
+        .enumerate()
+    {
+        if so.needs_load(&scope, &msg.name, msg.persistent()) {
+            let _ = so.restore(&scope, &msg.name, None);
+        }
+        let handled = so.handle(&scope, c, &msg, now + round as u64 * 50);
+        for reply in &handled.replies {
+            assert!(reply.events.len() <= so_limits.max_slots + 2);
+        }
+        let names = so.names(&scope);
+        assert!(names.len() <= so_limits.max_objects);
+        for name in &names {
+            assert!(
+                so.slots(&scope, name)
+                    .is_some_and(|s| s.len() <= so_limits.max_slots)
+            );
+            assert!(
+                so.bytes(&scope, name)
+                    .is_some_and(|b| b <= so_limits.max_bytes)
+            );
+            assert!(
+                so.subscribers(&scope, name)
+                    .is_some_and(|s| s.len() <= so_limits.max_subscribers)
+            );
+        }
+        if round == 2 {
+            let drained = so.tick();
+            let mut seen = std::collections::BTreeSet::new();
+            for out in &drained.messages {
+                assert!(seen.insert((out.client, out.message.name.clone())));
+                assert!(out.message.events.len() <= 2 * so_limits.max_slots + 3 + 8);
+            }
+        }
+    }
+    for c in client..client + 3 {
+        so.disconnect(c);
+    }
+    let _ = so.tick();
 }

@@ -61,3 +61,8 @@ fn config_inputs() {
 fn rtmpt_inputs() {
     assert!(replay("rtmpt", harness::rtmpt) >= 4);
 }
+
+#[test]
+fn shared_object_inputs() {
+    assert!(replay("shared_object", harness::shared_object) >= 4);
+}

@@ -8,6 +8,7 @@
 //! | control messages | `message.rs` | RTMP spec §5.4, §6.2, §7.1 |
 //! | AMF0 / AMF3 | `amf/` | AMF0 spec, AMF3 spec |
 //! | NetConnection / NetStream | `session.rs`, `command.rs` | RTMP spec §7.2 |
+//! | shared object messages | `shared_object.rs` | RTMP spec §7.1.3 |
 
 pub mod amf;
 pub mod chunk;
@@ -17,5 +18,6 @@ pub mod handshake;
 pub mod message;
 mod output;
 pub mod session;
+pub mod shared_object;
 
 pub use session::{Event, Session, SessionConfig, SessionError};

@@ -1,0 +1,21 @@
+//! Remote shared objects on the server side: the in-memory authority every client's Use, change
+//! and send goes through ([`SharedObjects`]), its bounds ([`SoLimits`]) and persistent storage.
+//!
+//! Sans-IO like `rtmp/`: requests and `now_ms` in, messages and save requests out of
+//! [`SharedObjects::tick`]; the wire format is `rtmp::shared_object`. The connection driver owns
+//! the wiring (not yet done): decode a type 19/16 body, [`SharedObjects::handle`] it, send the
+//! replies, tick on a timer, and run [`SoStore`] loads and saves in `spawn_blocking`.
+
+mod authority;
+mod limits;
+mod store;
+
+pub use authority::{
+    ClientId, Drained, Handled, LEVEL_ERROR, Outgoing, SaveRequest, SharedObjects, SoRefusal,
+    UseReply,
+};
+pub use limits::{SoLimits, valid_so_name};
+pub use store::{FileSoStore, SoStore, SoStoreError, StoredSo};
+
+#[cfg(test)]
+mod tests;
