@@ -465,3 +465,87 @@ fn dvr_rewinds_into_the_recording_of_a_live_stream_then_goes_on_live() {
     assert!(v[at].keyframe, "live does not begin with a keyframe");
     assert!(v.len() - at >= 50, "only {} live frames", v.len() - at);
 }
+
+#[test]
+fn rtmpdump_rewinds_a_live_stream_with_a_start_time_then_follows_it_live() {
+    ensure_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.media.record = wasmgate::media::RecordMode::All;
+    cfg.media.record_dir = dir.path().join("rec");
+    cfg.media.vod_dir = dir.path().join("vod");
+    let gw = Gateway::start_with(cfg);
+    let mut publisher = ffmpeg_publish(&gw.url("live/dvr"), &fixture_flv_long());
+    let part = dir.path().join("rec/live/_definst_/dvr.flv.part");
+    assert!(
+        wait_until(Duration::from_secs(20), || file_len(&part) > 0),
+        "no recording: {}",
+        publisher.stderr()
+    );
+    std::thread::sleep(Duration::from_secs(9));
+
+    // With a stop (-B, a duration) inside the recording, the play ends there (README, "DVR").
+    let span = dir.path().join("dvr-span.flv");
+    let run = rtmpdump_file(&gw.url("live/dvr"), &span, 2, 6);
+    let packets = ffprobe_packets(&span);
+    let v = video(&packets);
+    assert!(!v.is_empty(), "rtmpdump got no video: {}", run.stderr);
+    let first = v[0].dts_time.unwrap() - 2.0;
+    let last = v.last().unwrap().dts_time.unwrap() - 2.0;
+    assert!(
+        v[0].keyframe && (0.0..=2.0).contains(&first),
+        "starts at {first}"
+    );
+    assert!((4.0..=6.1).contains(&last), "ends at {last}");
+
+    // `-A 3` without a stop is play(name, 3000): from the keyframe at or before 3 s of the
+    // recording, then on live; rtmpdump is stopped after 14 s.
+    let out = dir.path().join("dvr-rtmpdump.flv");
+    let mut cmd = Command::new("rtmpdump");
+    cmd.args(["-r", &gw.url("live/dvr"), "-A", "3", "-m", "20", "-o"])
+        .arg(&out);
+    let run = run_capture(cmd, Duration::from_secs(14));
+    publisher.kill();
+    let packets = ffprobe_packets(&out);
+    let v = video(&packets);
+    assert!(v.len() >= 150, "{} video frames: {}", v.len(), run.stderr);
+    // librtmp adds its `-A` start to every timestamp it writes; take it off again.
+    let times: Vec<f64> = v.iter().map(|p| p.dts_time.unwrap() - 3.0).collect();
+    assert!(
+        v[0].keyframe,
+        "the rewound play does not start at a keyframe"
+    );
+    assert!(
+        (1.0..=3.0).contains(&times[0]),
+        "rewound to {} instead of the keyframe at or before 3 s",
+        times[0]
+    );
+    assert!(
+        times.windows(2).all(|w| w[1] >= w[0]),
+        "timestamps run backwards"
+    );
+    let jumps: Vec<usize> = (1..times.len())
+        .filter(|&i| times[i] - times[i - 1] > 1.0)
+        .collect();
+    assert!(
+        jumps.len() <= 1,
+        "more than one jump: {jumps:?} in {times:?}"
+    );
+    // The recorded part (at least up to 5 s) then live, on the recording's timeline.
+    let live_from = jumps.first().copied().unwrap_or(0);
+    if let Some(&at) = jumps.first() {
+        assert!(
+            times[at - 1] >= 5.0,
+            "the recorded part ended at {}",
+            times[at - 1]
+        );
+        assert!(v[at].keyframe, "live does not begin with a keyframe");
+    }
+    let last = *times.last().unwrap();
+    assert!(last >= 12.0, "did not go on live: ended at {last}");
+    assert!(
+        v.len() - live_from >= 50,
+        "only {} frames after the jump",
+        v.len() - live_from
+    );
+}
