@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use wasmgate::config::{Config, HttpSection, Latency};
+use wasmgate::media::vod::{ReadError, Reader, VodFile};
 use wasmgate::rtmp::amf::{
     AmfLimits, decode_amf0, decode_amf0_all, decode_amf3, decode_amf3_message, encode_amf0,
     encode_amf3,
@@ -729,4 +730,52 @@ pub fn shared_object(data: &[u8]) {
         so.disconnect(c);
     }
     let _ = so.tick();
+}
+
+/// A media file's bytes (FLV when they start with `FLV`, MP4 otherwise) through the VOD
+/// indexer, then every sample read through a [`Reader`] as a player reads it (fetching each
+/// block it lacks): the index is in send order, its keyframes are keyframes, every sample lies
+/// inside the file, a seek lands inside the index, and a body is the sample's bytes.
+pub fn vod(data: &[u8]) {
+    let mp4 = !data.starts_with(b"FLV");
+    let Ok(file) = VodFile::from_bytes("fuzz".into(), data.to_vec(), mp4) else {
+        return;
+    };
+    let file = std::sync::Arc::new(file);
+    let ix = &file.index;
+    assert!(ix.samples.windows(2).all(|w| w[0].time_ms <= w[1].time_ms));
+    assert!(ix.keyframes.windows(2).all(|w| w[0] < w[1]));
+    for &k in &ix.keyframes {
+        assert!(ix.samples[k].keyframe);
+    }
+    for s in &ix.samples {
+        assert!(s.offset + u64::from(s.len) <= data.len() as u64);
+        assert!(s.time_ms <= ix.duration_ms);
+    }
+    for ms in [0, 1, 1000, ix.duration_ms / 2, ix.duration_ms, u32::MAX] {
+        assert!(ix.seek(ms) <= ix.samples.len());
+    }
+    let mut reader = Reader::new(file.clone());
+    let mut body = Vec::new();
+    for s in ix.samples.iter().take(4096) {
+        body.clear();
+        let mut fetched = 0;
+        loop {
+            match reader.body(s, &mut body) {
+                Ok(()) => break,
+                Err(ReadError::NeedBlock(no)) => {
+                    fetched += 1;
+                    assert!(fetched <= 64, "the reader asks for blocks forever");
+                    let block = file.read_block(no).expect("a block inside the file reads");
+                    reader.give(no, block);
+                }
+                Err(ReadError::Io(e)) => panic!("a sample inside the file fails: {e}"),
+            }
+        }
+        let mut prefix = Vec::new();
+        s.prefix(&mut prefix);
+        assert_eq!(body.len(), prefix.len() + s.len as usize);
+        let at = s.offset as usize;
+        assert_eq!(&body[prefix.len()..], &data[at..at + s.len as usize]);
+    }
 }

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 SECS=${FUZZ_SECONDS:-60}
-ALL=(handshake chunk amf0 amf3 session config rtmpt shared_object)
+ALL=(handshake chunk amf0 amf3 session config rtmpt shared_object vod)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 export RUSTC_BOOTSTRAP=1

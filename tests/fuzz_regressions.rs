@@ -66,3 +66,28 @@ fn rtmpt_inputs() {
 fn shared_object_inputs() {
     assert!(replay("shared_object", harness::shared_object) >= 4);
 }
+
+#[test]
+fn vod_inputs() {
+    assert!(replay("vod", harness::vod) >= 4);
+    // The whole seed files index, so the harness's checks run on real samples, not only on
+    // an early "damaged" return.
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/vod");
+    for name in [
+        "h264-aac.flv",
+        "h264-aac-moov-first.mp4",
+        "h264-aac-moov-last.mp4",
+        "hevc.mp4",
+    ] {
+        let data = std::fs::read(seeds.join(name)).unwrap();
+        let file =
+            wasmgate::media::vod::VodFile::from_bytes(name.into(), data, name.ends_with(".mp4"))
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert!(
+            file.index.samples.len() >= 10,
+            "{name}: {} samples",
+            file.index.samples.len()
+        );
+        assert!(!file.index.keyframes.is_empty(), "{name}: no keyframe");
+    }
+}

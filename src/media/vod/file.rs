@@ -53,7 +53,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 enum Source {
     File(std::fs::File),
-    #[cfg(test)]
     Memory(Vec<u8>),
 }
 
@@ -110,8 +109,8 @@ impl VodFile {
         })
     }
 
-    #[cfg(test)]
-    pub(crate) fn from_bytes(path: PathBuf, bytes: Vec<u8>, mp4: bool) -> Result<VodFile, Damage> {
+    /// Indexes a file held in memory (tests, the fuzz harness): FLV, or MP4 when `mp4`.
+    pub fn from_bytes(path: PathBuf, bytes: Vec<u8>, mp4: bool) -> Result<VodFile, Damage> {
         let len = bytes.len() as u64;
         let mut c = std::io::Cursor::new(&bytes[..]);
         let index = if mp4 {
@@ -176,7 +175,6 @@ impl VodFile {
         let mut buf = vec![0u8; size];
         match &self.source {
             Source::File(f) => f.read_exact_at(&mut buf, start)?,
-            #[cfg(test)]
             Source::Memory(m) => buf.copy_from_slice(&m[start as usize..start as usize + size]),
         }
         let b: Arc<[u8]> = Arc::from(buf);
