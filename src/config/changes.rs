@@ -29,6 +29,8 @@ const RESTART_KEYS: &[&str] = &[
     // The Wasm engine, its pooling allocator, the watcher and the instances' limits are all
     // set up once by `AppManager::start`.
     "apps.",
+    // The shared-object authority and its store are built once with the core.
+    "shared_objects.",
 ];
 
 /// Keys a reload applies to the running process (see README "Configuration").

@@ -7,7 +7,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::ConfigError;
-use super::sections::{AdminConfig, AppsConfig, HttpSection, MediaSection, RtmpConfig, TlsSection};
+use super::sections::{
+    AdminConfig, AppsConfig, HttpSection, MediaSection, RtmpConfig, SharedObjectsSection,
+    TlsSection,
+};
 use crate::media::MediaConfig;
 use crate::rtmp::SessionConfig;
 use crate::rtmp::amf::AmfLimits;
@@ -29,6 +32,7 @@ pub struct Config {
     pub tls: TlsSection,
     pub admin: AdminConfig,
     pub apps: AppsConfig,
+    pub shared_objects: SharedObjectsSection,
 }
 
 impl Default for Config {
@@ -42,6 +46,7 @@ impl Default for Config {
             tls: TlsSection::default(),
             admin: AdminConfig::default(),
             apps: AppsConfig::default(),
+            shared_objects: SharedObjectsSection::default(),
         }
     }
 }
@@ -230,6 +235,7 @@ impl Config {
                 format!("{} is above 4096 (a 32-bit memory)", a.max_memory_mib),
             );
         }
+        self.shared_objects.validate()?;
         if r.max_streams_per_connection == 0 {
             return bad(
                 "rtmp.max_streams_per_connection",
