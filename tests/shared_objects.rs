@@ -1,10 +1,13 @@
 //! Remote shared objects end to end over real sockets with the project client: concurrent
 //! changes seen in one order by every subscriber, a late joiner, Send Message, persistence across
-//! a gateway restart, the persistence rule, a limit refusal, and AMF3 (type 16) framing.
+//! a gateway restart, the persistence rule, a limit refusal, AMF3 (type 16) framing, and a
+//! client speaking through the RTMPT tunnel next to one on plain RTMP.
 
 mod gateway;
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use gateway::{Gateway, wait};
@@ -41,6 +44,8 @@ struct Peer {
 
 impl Peer {
     async fn connect(gw: &Gateway, name: &str, persistent: bool, encoding: SoEncoding) -> Peer {
+        // Two path segments are app + stream name (as librtmp splits them): app `so`,
+        // instance `_definst_`, the scope every test here uses.
         let client = RtmpClient::connect(&gw.url("so/room"), vec![])
             .await
             .unwrap();
@@ -363,4 +368,151 @@ fn over_limit_change_gets_a_status_for_that_client_only() {
         a.recv(T).await.unwrap();
         assert_eq!(a.messages.len(), 1);
     });
+}
+
+/// The project's sans-IO client through raw RTMPT requests on one keep-alive HTTP connection:
+/// queued bytes go out in `/send`, otherwise `/idle` polls (as in `tunnel_bad_input.rs`).
+struct Tunnel {
+    rd: BufReader<TcpStream>,
+    wr: TcpStream,
+    id: String,
+    seq: u64,
+    session: wasmgate::rtmp::client::ClientSession,
+}
+
+impl Tunnel {
+    fn connect(addr: SocketAddr, app: &str) -> Tunnel {
+        use wasmgate::rtmp::client::{ClientConfig, ClientSession};
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut t = Tunnel {
+            rd: BufReader::new(s.try_clone().unwrap()),
+            wr: s,
+            id: String::new(),
+            seq: 0,
+            session: ClientSession::new(ClientConfig::new(app, format!("rtmpt://{addr}/{app}"))),
+        };
+        let body = t.request("/open/1", b"\0");
+        t.id = String::from_utf8(body).unwrap().trim_end().to_owned();
+        t
+    }
+
+    fn request(&mut self, path: &str, body: &[u8]) -> Vec<u8> {
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-fcs\r\n\
+             Content-Length: {}\r\nConnection: keep-alive\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        self.wr.write_all(&req).unwrap();
+        let mut len = None;
+        let mut status = String::new();
+        self.rd.read_line(&mut status).unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        loop {
+            let mut l = String::new();
+            self.rd.read_line(&mut l).unwrap();
+            let l = l.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().ok();
+            }
+        }
+        let mut body = vec![0; len.expect("content-length")];
+        self.rd.read_exact(&mut body).unwrap();
+        body
+    }
+
+    fn pump(&mut self) {
+        let mut out = Vec::new();
+        self.session.drain_transmit(&mut out);
+        let body: Vec<u8> = out.iter().flat_map(|b| b.iter().copied()).collect();
+        let (cmd, body) = if body.is_empty() {
+            ("idle", vec![0u8])
+        } else {
+            ("send", body)
+        };
+        let reply = self.request(&format!("/{cmd}/{}/{}", self.id, self.seq), &body);
+        self.seq += 1;
+        // The first byte is the polling interval.
+        self.session.handle_input(&reply[1..]).expect("valid RTMP");
+    }
+
+    /// The next shared object message (other events are skipped).
+    fn next_so(&mut self) -> (SoEncoding, SoMessage) {
+        use wasmgate::rtmp::client::ClientEvent;
+        for _ in 0..500 {
+            while let Some(ev) = self.session.poll_event() {
+                if let ClientEvent::SharedObject { encoding, message } = ev {
+                    return (encoding, message);
+                }
+            }
+            self.pump();
+        }
+        panic!("no shared object message through the tunnel");
+    }
+}
+
+#[test]
+fn rtmpt_and_rtmp_clients_share_one_object() {
+    let gw = Gateway::start();
+    let rt = rt();
+    let mut t = Tunnel::connect(gw.http_addr(), "so");
+    while !t.session.is_connected() {
+        t.pump();
+    }
+    let mut p = rt.block_on(async {
+        let mut p = Peer::connect(&gw, "mixed", false, SoEncoding::Amf0).await;
+        p.use_so().await;
+        p.recv(T).await.unwrap();
+        p
+    });
+    t.session.send_shared_object(
+        &SoMessage::new("mixed", 0, false, vec![SoEvent::Use]),
+        SoEncoding::Amf3,
+    );
+    let (enc, msg) = t.next_so();
+    assert_eq!(enc, SoEncoding::Amf3);
+    assert_eq!(msg.events, [SoEvent::UseSuccess, SoEvent::Clear]);
+    t.session.send_shared_object(
+        &SoMessage::new(
+            "mixed",
+            msg.version,
+            false,
+            vec![SoEvent::RequestChange {
+                key: "via".into(),
+                value: Amf0Value::string("rtmpt"),
+            }],
+        ),
+        SoEncoding::Amf3,
+    );
+    assert_eq!(
+        t.next_so().1.events,
+        [SoEvent::Success { key: "via".into() }]
+    );
+    rt.block_on(async {
+        p.catch_up(2).await;
+        assert_eq!(p.slots.get("via"), Some(&Amf0Value::string("rtmpt")));
+        p.change("via", Amf0Value::string("rtmp")).await;
+    });
+    assert_eq!(
+        t.next_so().1.events,
+        [SoEvent::Change {
+            key: "via".into(),
+            value: Amf0Value::string("rtmp")
+        }]
+    );
+    let transports: Vec<_> = gw
+        .core()
+        .clients()
+        .list()
+        .iter()
+        .map(|c| c.transport)
+        .collect();
+    assert!(transports.contains(&"rtmpt") && transports.contains(&"rtmp"));
 }
