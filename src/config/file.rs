@@ -294,6 +294,37 @@ mod tests {
     }
 
     #[test]
+    fn shared_objects_section_parses_validates_and_needs_a_restart() {
+        let c = Config::from_toml(
+            "[shared_objects]\ndir = \"/var/lib/so\"\nmax_slots = 8\nrequests_per_sec = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.shared_objects.dir, Path::new("/var/lib/so"));
+        let l = c.shared_objects.limits();
+        assert_eq!((l.max_slots, l.requests_per_sec), (8, 5));
+        assert_eq!(
+            l.max_bytes,
+            crate::state::shared_objects::SoLimits::default().max_bytes
+        );
+        for (bad, key) in [
+            ("max_slots = 0", "shared_objects.max_slots"),
+            ("max_name_len = 256", "shared_objects.max_name_len"),
+            ("tick_ms = 5", "shared_objects.tick_ms"),
+            ("dir = \"\"", "shared_objects.dir"),
+            ("max_slot = 1", "shared_objects"),
+        ] {
+            let e = Config::from_toml(&format!("[shared_objects]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(key), "{bad}: {e}");
+        }
+        assert_eq!(
+            crate::config::key_effect("shared_objects.max_slots"),
+            crate::config::KeyEffect::Restart
+        );
+    }
+
+    #[test]
     fn fields_parse() {
         let c = Config::from_toml(
             "[rtmp]\nlisten = [\"127.0.0.1:19350\"]\nchunk_size = 8192\n[media]\ngop_cache = false\n",

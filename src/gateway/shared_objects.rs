@@ -98,6 +98,12 @@ impl SoHub {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Clients attached now; a client stays attached until its worker has applied everything it
+    /// sent and released it.
+    pub fn attached(&self) -> usize {
+        self.lock().links.len()
+    }
+
     /// Reads the authority (tests, admin views) under the lock.
     pub fn with<R>(&self, f: impl FnOnce(&SharedObjects) -> R) -> R {
         f(&self.lock().authority)

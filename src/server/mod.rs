@@ -240,8 +240,13 @@ impl Server {
         while self.core.open_connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // Changes of the last clients, and persistent objects they left, reach the store.
-        self.core.shared_objects().tick_once().await;
+        // Changes of the last clients, and persistent objects they left, reach the store once
+        // their shared-object workers have released them.
+        let so = self.core.shared_objects();
+        while so.attached() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        so.tick_once().await;
         self.core.open_connections()
     }
 }
