@@ -186,6 +186,12 @@ mod tests {
     }
 
     #[test]
+    fn shared_object_keys_need_a_restart() {
+        assert_eq!(key_effect("shared_objects.max_slots"), KeyEffect::Restart);
+        assert_eq!(key_effect("shared_objects.dir"), KeyEffect::Restart);
+    }
+
+    #[test]
     fn every_key_is_classified() {
         let mut keys = Vec::new();
         leaves("", &to_json(&Config::default()).unwrap(), &mut keys);
