@@ -21,6 +21,8 @@ pub(super) struct SoConn {
     /// What this client last sent with; replies and changes go back in it (FMS answers a type
     /// 16 client with type 16).
     encoding: SoEncoding,
+    /// Messages dropped because the authority had this client's queue full.
+    dropped: u64,
 }
 
 impl Default for SoConn {
@@ -28,6 +30,7 @@ impl Default for SoConn {
         SoConn {
             link: None,
             encoding: SoEncoding::Amf0,
+            dropped: 0,
         }
     }
 }
@@ -58,7 +61,12 @@ impl SoConn {
         };
         let name = message.name.clone();
         if !link.submit(message) {
-            warn!(so = %name, "shared object message dropped: too many waiting for the authority");
+            self.dropped += 1;
+            // A flooding client would otherwise write a log line per message: log the 1st,
+            // 2nd, 4th, 8th... drop.
+            if self.dropped.is_power_of_two() {
+                warn!(so = %name, dropped = self.dropped, "shared object message dropped: too many waiting for the authority");
+            }
         }
     }
 
