@@ -256,3 +256,58 @@ impl SoHub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtmp::amf::Amf0Value;
+    use crate::state::shared_objects::FileSoStore;
+
+    async fn next(link: &mut SoLink) -> SoMessage {
+        tokio::time::timeout(Duration::from_secs(5), link.from_hub.recv())
+            .await
+            .expect("a message in time")
+            .expect("queue open")
+    }
+
+    #[tokio::test]
+    async fn a_full_client_queue_drops_that_clients_message_only_and_a_dropped_link_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Arc::new(SoHub::new(
+            SoLimits::default(),
+            Arc::new(FileSoStore::new(dir.path())),
+            1,
+            Duration::from_millis(50),
+        ));
+        let scope = Scope::new("app", "inst");
+        let (mut a, mut b) = (hub.attach(1, scope.clone()), hub.attach(2, scope.clone()));
+        let use_msg = SoMessage::new("so", 0, false, vec![SoEvent::Use]);
+        assert!(a.submit(use_msg.clone()) && b.submit(use_msg));
+        next(&mut b).await;
+        // `a` never reads: its Use reply fills its queue of one.
+        let change = SoEvent::RequestChange {
+            key: "k".into(),
+            value: Amf0Value::Number(1.0),
+        };
+        assert!(b.submit(SoMessage::new("so", 1, false, vec![change])));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while hub.with(|s| s.version(&scope, "so")) != Some(2) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        hub.tick_once().await;
+        assert_eq!(
+            next(&mut b).await.events,
+            [SoEvent::Success { key: "k".into() }]
+        );
+        assert_eq!(hub.dropped(), 1, "a's Change had no room");
+        assert_eq!(next(&mut a).await.events[0], SoEvent::UseSuccess);
+
+        drop(a);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while hub.attached() != 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(hub.attached(), 1);
+        assert_eq!(hub.with(|s| s.subscribers(&scope, "so")), Some(vec![2]));
+    }
+}
