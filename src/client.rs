@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use crate::rtmp::SessionError;
 use crate::rtmp::amf::Amf0Value;
 use crate::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
+use crate::rtmp::shared_object::{SoEncoding, SoMessage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -226,6 +227,43 @@ impl RtmpClient {
         self.wait_status(limit, |c| c == "NetStream.Publish.Start")
             .await?;
         Ok(id)
+    }
+
+    /// Sends one remote shared object message and flushes it.
+    pub async fn send_shared_object(
+        &mut self,
+        message: &SoMessage,
+        encoding: SoEncoding,
+    ) -> Result<(), ClientError> {
+        self.session.send_shared_object(message, encoding);
+        self.flush().await
+    }
+
+    /// Waits up to `limit` for the next shared object message, keeping other events.
+    pub async fn next_shared_object(
+        &mut self,
+        limit: Duration,
+    ) -> Result<(SoEncoding, SoMessage), ClientError> {
+        let wait = async {
+            let mut kept = Vec::new();
+            let found = loop {
+                let ev = match self.backlog.pop_front() {
+                    Some(ev) => ev,
+                    None => self.read_event().await?,
+                };
+                match ev {
+                    ClientEvent::SharedObject { encoding, message } => break (encoding, message),
+                    other => kept.push(other),
+                }
+            };
+            for ev in kept.into_iter().rev() {
+                self.backlog.push_front(ev);
+            }
+            Ok::<_, ClientError>(found)
+        };
+        tokio::time::timeout(limit, wait)
+            .await
+            .map_err(|_| ClientError::Timeout(limit))?
     }
 
     /// Waits for an `onStatus` whose code satisfies `pred`, keeping other events.

@@ -552,3 +552,56 @@ fn bad_peers_get_clear_errors() {
     let err = s.handle_input(&c2, now).unwrap_err();
     assert!(err.to_string().contains("before connect"), "{err}");
 }
+
+#[test]
+fn shared_object_messages_both_ways_in_their_framing() {
+    use wasmgate::rtmp::shared_object::{SoEncoding, SoEvent, SoMessage};
+    let mut p = Pair::connected();
+    for encoding in [SoEncoding::Amf0, SoEncoding::Amf3] {
+        let msg = SoMessage::new(
+            "chat",
+            0,
+            true,
+            vec![
+                SoEvent::Use,
+                SoEvent::RequestChange {
+                    key: "k".into(),
+                    value: Amf0Value::Number(1.0),
+                },
+            ],
+        );
+        p.client.send_shared_object(&msg, encoding);
+        p.pump().unwrap();
+        assert_eq!(
+            p.server_events.pop(),
+            Some(Event::SharedObject {
+                encoding,
+                message: msg
+            })
+        );
+        let reply = SoMessage::new("chat", 2, true, vec![SoEvent::UseSuccess, SoEvent::Clear]);
+        p.server.send_shared_object(&reply, encoding);
+        p.pump().unwrap();
+        assert_eq!(
+            p.client_events.pop(),
+            Some(ClientEvent::SharedObject {
+                encoding,
+                message: reply
+            })
+        );
+    }
+}
+
+#[test]
+fn a_shared_object_body_that_does_not_decode_ends_the_session() {
+    let mut p = Pair::connected();
+    // A name length pointing past the end of the body.
+    p.client
+        .send_media(0, msg_type::SHARED_OBJECT_AMF0, 0, &[0x00, 0x09, b'x']);
+    let err = p.pump().unwrap_err();
+    assert!(matches!(err, SessionError::SharedObject(_)), "{err}");
+    assert!(
+        err.to_string().starts_with("shared object message:"),
+        "{err}"
+    );
+}

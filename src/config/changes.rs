@@ -29,6 +29,8 @@ const RESTART_KEYS: &[&str] = &[
     // The Wasm engine, its pooling allocator, the watcher and the instances' limits are all
     // set up once by `AppManager::start`.
     "apps.",
+    // The shared-object authority and its store are built once with the core.
+    "shared_objects.",
 ];
 
 /// Keys a reload applies to the running process (see README "Configuration").
@@ -181,6 +183,12 @@ mod tests {
     #[test]
     fn log_level_reloads_live() {
         assert_eq!(key_effect("log_level"), KeyEffect::Live);
+    }
+
+    #[test]
+    fn shared_object_keys_need_a_restart() {
+        assert_eq!(key_effect("shared_objects.max_slots"), KeyEffect::Restart);
+        assert_eq!(key_effect("shared_objects.dir"), KeyEffect::Restart);
     }
 
     #[test]

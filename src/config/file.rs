@@ -7,7 +7,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::ConfigError;
-use super::sections::{AdminConfig, AppsConfig, HttpSection, MediaSection, RtmpConfig, TlsSection};
+use super::sections::{
+    AdminConfig, AppsConfig, HttpSection, MediaSection, RtmpConfig, SharedObjectsSection,
+    TlsSection,
+};
 use crate::media::MediaConfig;
 use crate::rtmp::SessionConfig;
 use crate::rtmp::amf::AmfLimits;
@@ -29,6 +32,7 @@ pub struct Config {
     pub tls: TlsSection,
     pub admin: AdminConfig,
     pub apps: AppsConfig,
+    pub shared_objects: SharedObjectsSection,
 }
 
 impl Default for Config {
@@ -42,6 +46,7 @@ impl Default for Config {
             tls: TlsSection::default(),
             admin: AdminConfig::default(),
             apps: AppsConfig::default(),
+            shared_objects: SharedObjectsSection::default(),
         }
     }
 }
@@ -230,6 +235,7 @@ impl Config {
                 format!("{} is above 4096 (a 32-bit memory)", a.max_memory_mib),
             );
         }
+        self.shared_objects.validate()?;
         if r.max_streams_per_connection == 0 {
             return bad(
                 "rtmp.max_streams_per_connection",
@@ -285,6 +291,33 @@ mod tests {
     #[test]
     fn empty_file_is_the_default() {
         assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn shared_objects_section_parses_and_validates() {
+        let c = Config::from_toml(
+            "[shared_objects]\ndir = \"/var/lib/so\"\nmax_slots = 8\nrequests_per_sec = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.shared_objects.dir, Path::new("/var/lib/so"));
+        let l = c.shared_objects.limits();
+        assert_eq!((l.max_slots, l.requests_per_sec), (8, 5));
+        assert_eq!(
+            l.max_bytes,
+            crate::state::shared_objects::SoLimits::default().max_bytes
+        );
+        for (bad, key) in [
+            ("max_slots = 0", "shared_objects.max_slots"),
+            ("max_name_len = 256", "shared_objects.max_name_len"),
+            ("tick_ms = 5", "shared_objects.tick_ms"),
+            ("dir = \"\"", "shared_objects.dir"),
+            ("max_slot = 1", "shared_objects"),
+        ] {
+            let e = Config::from_toml(&format!("[shared_objects]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(key), "{bad}: {e}");
+        }
     }
 
     #[test]

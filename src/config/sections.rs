@@ -11,6 +11,7 @@ use super::error::ConfigError;
 use crate::media::{MediaConfig, RecordMode, TakeoverPolicy};
 use crate::rtmp::amf::AmfLimits;
 use crate::rtmp::chunk::ChunkLimits;
+use crate::state::shared_objects::SoLimits;
 
 /// `[http]`: RTMPT (RTMP tunnelled over HTTP) — the plain HTTP listeners and the tunnel limits,
 /// which also apply to RTMPT sniffed on the RTMP listeners.
@@ -389,5 +390,112 @@ impl Default for AppsConfig {
             restart_backoff_max_ms: 10_000,
             instance_idle_secs: 60,
         }
+    }
+}
+
+/// `[shared_objects]`: remote shared objects (see README "Shared objects"): where persistent ones
+/// are stored and the bounds of [`SoLimits`], read once at start-up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharedObjectsSection {
+    /// Where persistent shared objects are kept: `<dir>/<app>/<instance>/<name>.so` (relative
+    /// to the working directory unless absolute; created on the first save).
+    pub dir: PathBuf,
+    /// Slots in one shared object.
+    pub max_slots: usize,
+    /// Bytes of keys and AMF0 values in one shared object.
+    pub max_bytes: usize,
+    /// Shared objects loaded at once in one app instance.
+    pub max_objects: usize,
+    /// Clients using one shared object.
+    pub max_subscribers: usize,
+    /// Send Message events one shared object holds until the next tick.
+    pub max_pending_messages: usize,
+    /// Longest shared-object name, in bytes (it is a file name; at most 255).
+    pub max_name_len: usize,
+    /// Changes, removes and sends one client may make per second, sustained.
+    pub requests_per_sec: u32,
+    /// Requests one client may make in a burst above `requests_per_sec`.
+    pub request_burst: u32,
+    /// Milliseconds between deliveries: changes made within one tick reach each subscriber as
+    /// one message.
+    pub tick_ms: u64,
+    /// Shared object messages queued for one client; a client that does not read them loses
+    /// the newest (logged and counted).
+    pub client_queue: usize,
+}
+
+impl Default for SharedObjectsSection {
+    fn default() -> Self {
+        let l = SoLimits::default();
+        SharedObjectsSection {
+            dir: PathBuf::from("state/shared-objects"),
+            max_slots: l.max_slots,
+            max_bytes: l.max_bytes,
+            max_objects: l.max_objects,
+            max_subscribers: l.max_subscribers,
+            max_pending_messages: l.max_pending_messages,
+            max_name_len: l.max_name_len,
+            requests_per_sec: l.requests_per_sec,
+            request_burst: l.request_burst,
+            tick_ms: 50,
+            client_queue: 256,
+        }
+    }
+}
+
+impl SharedObjectsSection {
+    /// The authority's bounds.
+    pub fn limits(&self) -> SoLimits {
+        SoLimits {
+            max_slots: self.max_slots,
+            max_bytes: self.max_bytes,
+            max_objects: self.max_objects,
+            max_subscribers: self.max_subscribers,
+            max_pending_messages: self.max_pending_messages,
+            max_name_len: self.max_name_len,
+            requests_per_sec: self.requests_per_sec,
+            request_burst: self.request_burst,
+        }
+    }
+
+    /// Checks that belong to this table alone; errors name the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| {
+            Err(ConfigError::Invalid {
+                path: format!("shared_objects.{key}"),
+                message,
+            })
+        };
+        for (key, v) in [
+            ("max_slots", self.max_slots as u64),
+            ("max_bytes", self.max_bytes as u64),
+            ("max_objects", self.max_objects as u64),
+            ("max_subscribers", self.max_subscribers as u64),
+            ("max_pending_messages", self.max_pending_messages as u64),
+            ("max_name_len", self.max_name_len as u64),
+            ("requests_per_sec", u64::from(self.requests_per_sec)),
+            ("request_burst", u64::from(self.request_burst)),
+            ("tick_ms", self.tick_ms),
+            ("client_queue", self.client_queue as u64),
+        ] {
+            if v == 0 {
+                return bad(key, "must be at least 1".into());
+            }
+        }
+        // Names become file names under `dir`.
+        if self.max_name_len > 255 {
+            return bad(
+                "max_name_len",
+                format!("{} is above 255", self.max_name_len),
+            );
+        }
+        if !(10..=1000).contains(&self.tick_ms) {
+            return bad("tick_ms", format!("{} is outside 10..=1000", self.tick_ms));
+        }
+        if self.dir.as_os_str().is_empty() {
+            return bad("dir", "must not be empty".into());
+        }
+        Ok(())
     }
 }

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::playback::{Plays, Rebase};
+use super::shared_objects::SoConn;
 use super::vod::{Done, Request, Source, ThenLive, ToLive, VodPlays};
 use crate::apps::{APP_ERROR, ClientMeta, DataOutcome, InstanceHandle, Route, ToActor, ToConn};
 use crate::config::FailurePolicy;
@@ -171,6 +172,8 @@ struct Conn {
     calls_in_flight: usize,
     data_hold: Option<DataHold>,
     data_seq: u64,
+    /// Remote shared objects this client uses (`shared_objects.rs`).
+    so: SoConn,
 }
 
 impl Conn {
@@ -204,6 +207,7 @@ impl Conn {
             calls_in_flight: 0,
             data_hold: None,
             data_seq: 0,
+            so: SoConn::default(),
         }
     }
 
@@ -335,6 +339,7 @@ impl Conn {
                     self.release_data_hold(policy, "no answer from the application in time");
                     self.handle_events()?;
                 }
+                msg = self.so.recv() => self.so.write(&mut self.session, msg),
                 _ = self.client.kicked() => {
                     let reason = self.client.kick_reason();
                     self.session.close_notify(&reason);
@@ -557,6 +562,10 @@ impl Conn {
                             value,
                         });
                     }
+                }
+                Event::SharedObject { encoding, message } => {
+                    self.so
+                        .on_message(&self.core, self.app.as_ref(), self.id, encoding, message);
                 }
                 Event::Call(cmd) if self.link.is_some() => {
                     let txn = cmd.transaction_id;

@@ -3,7 +3,8 @@
 //!
 //! It is a bundle of parts with one job each, all reachable from here: [`Settings`] (the config
 //! snapshot), [`Registry`] (streams), [`Clients`] (who is connected), [`AppManager`] (Wasm
-//! apps), [`Counters`] (hot-path counters) and the shutdown signal. It knows nothing of
+//! apps), [`SoHub`] (remote shared objects), [`Counters`] (hot-path counters) and the shutdown
+//! signal. It knows nothing of
 //! sockets, HTTP, TLS or the admin API; those hold an `Arc<Core>`.
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use tokio::sync::watch;
 
 use super::clients::Clients;
 use super::settings::{Settings, Snapshot};
+use super::shared_objects::SoHub;
 use super::stats::{Counters, StatsSnapshot};
 use crate::apps::AppManager;
 use crate::config::Config;
@@ -22,6 +24,7 @@ use crate::media::record::Recordings;
 use crate::media::vod::Library;
 use crate::media::{Registry, StreamKey};
 use crate::rtmp::SessionConfig;
+use crate::state::shared_objects::FileSoStore;
 
 /// The reason a client is given when an operator ends it or its stream.
 pub const OPERATOR_KICK: &str = "Kicked by the server operator.";
@@ -35,6 +38,8 @@ pub struct Core {
     vod: Arc<Library>,
     clients: Arc<Clients>,
     apps: Arc<AppManager>,
+    /// Every instance's shared objects; its limits and folder are read once, here.
+    shared_objects: Arc<SoHub>,
     counters: Counters,
     started_at: Instant,
     next_conn_id: AtomicU64,
@@ -50,7 +55,15 @@ impl Core {
         recordings: Arc<Recordings>,
         apps: Arc<AppManager>,
     ) -> Arc<Core> {
+        let so = &config.shared_objects;
+        let shared_objects = Arc::new(SoHub::new(
+            so.limits(),
+            Arc::new(FileSoStore::new(so.dir.clone())),
+            so.client_queue,
+            std::time::Duration::from_millis(so.tick_ms),
+        ));
         Arc::new(Core {
+            shared_objects,
             settings: Settings::new(config),
             registry,
             recordings,
@@ -97,6 +110,11 @@ impl Core {
 
     pub fn clients(&self) -> &Arc<Clients> {
         &self.clients
+    }
+
+    /// Remote shared objects of every instance (the server runs its tick task).
+    pub fn shared_objects(&self) -> &Arc<SoHub> {
+        &self.shared_objects
     }
 
     pub fn apps(&self) -> &Arc<AppManager> {

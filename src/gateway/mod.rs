@@ -6,6 +6,7 @@
 //! | [`Core`] | `hub.rs` | owns the parts below; kick, stop a stream, stats, shutdown |
 //! | [`Settings`] | `settings.rs` | the config snapshot a reload swaps whole |
 //! | [`Clients`] | `clients.rs` | who is connected, byte counters, the kick switch |
+//! | [`SoHub`] | `shared_objects.rs` | the shared-object authority, client queues, tick, store |
 //! | [`Counters`], [`StatsSnapshot`] | `stats.rs` | hot-path counters and what views render |
 //! | [`Reloader`] | `reload.rs` | re-reads the config, runs [`ReloadHook`]s, swaps the snapshot |
 //!
@@ -17,10 +18,12 @@ pub mod clients;
 pub mod hub;
 pub mod reload;
 pub mod settings;
+pub mod shared_objects;
 pub mod stats;
 
 pub use clients::{ClientEntry, ClientGuard, Clients};
 pub use hub::{Core, OPERATOR_KICK};
 pub use reload::{ConfigSource, Prepared, ReloadError, ReloadHook, ReloadReport, Reloader};
 pub use settings::{Settings, Snapshot};
+pub use shared_objects::{SoHub, SoLink};
 pub use stats::{Counters, StatsSnapshot};

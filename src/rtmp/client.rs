@@ -16,6 +16,7 @@ use super::handshake::ClientHandshake;
 use super::message::{AckWindow, ControlMessage, UserControlEvent, msg_type};
 use super::output::{Output, csid};
 use super::session::{SessionError, decode_command};
+use super::shared_object::{SoDecodeLimits, SoEncoding, SoMessage, decode_so, encode_so};
 
 /// What to connect to and how.
 #[derive(Debug, Clone)]
@@ -86,6 +87,11 @@ pub enum ClientEvent {
         type_id: u8,
         timestamp: u32,
         payload: Bytes,
+    },
+    /// A remote shared object message (type 19 or 16) from the server.
+    SharedObject {
+        encoding: SoEncoding,
+        message: SoMessage,
     },
 }
 
@@ -272,6 +278,15 @@ impl ClientSession {
         self.output.standalone(csid, &header, payload);
     }
 
+    /// Sends a remote shared object message (Use, Request Change, Send Message, ...) on the
+    /// command chunk stream and stream 0, where Flash Player sends them.
+    pub fn send_shared_object(&mut self, message: &SoMessage, encoding: SoEncoding) {
+        let mut body = Vec::new();
+        encode_so(message, encoding, &mut body);
+        self.output
+            .message(csid::COMMAND, encoding.message_type(), 0, 0, &body);
+    }
+
     /// Replies to a server-to-client call.
     pub fn send_result(&mut self, transaction_id: f64, values: &[Amf0Value]) {
         let mut all = vec![
@@ -339,6 +354,20 @@ impl ClientSession {
                     timestamp: msg.header.timestamp,
                     payload: msg.payload,
                 });
+            }
+            msg_type::SHARED_OBJECT_AMF0 | msg_type::SHARED_OBJECT_AMF3 => {
+                let encoding = if type_id == msg_type::SHARED_OBJECT_AMF3 {
+                    SoEncoding::Amf3
+                } else {
+                    SoEncoding::Amf0
+                };
+                let limits = SoDecodeLimits {
+                    amf: self.cfg.amf_limits,
+                    ..SoDecodeLimits::default()
+                };
+                let message = decode_so(&msg.payload, encoding, &limits)?;
+                self.events
+                    .push_back(ClientEvent::SharedObject { encoding, message });
             }
             _ => {}
         }

@@ -28,6 +28,7 @@ use super::message::{
     AckWindow, ControlMessage, MessageError, UserControlEvent, msg_type, split_aggregate,
 };
 use super::output::Output;
+use super::shared_object::{SoDecodeLimits, SoEncoding, SoError, SoMessage, decode_so, encode_so};
 
 pub use super::output::csid;
 
@@ -96,6 +97,10 @@ pub enum SessionError {
     PendingOverflow(usize),
     #[error("{0} bytes of partial messages buffered (max {1})")]
     PartialOverflow(usize, usize),
+    /// A type 19/16 body that does not decode. Treated like a bad AMF command: the peer is
+    /// broken or hostile, and a half-understood shared-object update cannot be applied.
+    #[error("shared object message: {0}")]
+    SharedObject(#[from] SoError),
 }
 
 /// What a media message carries, as far as routing needs to know.
@@ -190,6 +195,12 @@ pub enum Event {
         transaction_id: f64,
         ok: bool,
         value: Amf0Value,
+    },
+    /// A remote shared object message (type 19 or 16) on a connected session. Answer with
+    /// [`Session::send_shared_object`] in the same `encoding`.
+    SharedObject {
+        encoding: SoEncoding,
+        message: SoMessage,
     },
 }
 
@@ -687,6 +698,15 @@ impl Session {
         self.send_command(0, &all);
     }
 
+    /// A shared object message to the client, on the command chunk stream and stream 0 as FMS
+    /// sends them (they belong to the NetConnection, not to a NetStream).
+    pub fn send_shared_object(&mut self, message: &SoMessage, encoding: SoEncoding) {
+        let mut body = Vec::new();
+        encode_so(message, encoding, &mut body);
+        self.output
+            .message(csid::COMMAND, encoding.message_type(), 0, 0, &body);
+    }
+
     /// `onStatus` on a NetStream (or stream 0 for NetConnection-level notices).
     pub fn send_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
         let mut info = status_object(level, code, description);
@@ -746,14 +766,35 @@ impl Session {
                 Ok(())
             }
             msg_type::SHARED_OBJECT_AMF0 | msg_type::SHARED_OBJECT_AMF3 => {
-                tracing::debug!("shared object message ignored: shared objects are not served yet");
-                Ok(())
+                self.handle_shared_object(type_id, &msg.payload)
             }
             other => {
                 tracing::debug!(type_id = other, "unknown message type ignored");
                 Ok(())
             }
         }
+    }
+
+    /// Shared objects live in an app instance, so they need a connect first, like commands.
+    fn handle_shared_object(&mut self, type_id: u8, payload: &[u8]) -> Result<(), SessionError> {
+        if self.phase != Phase::Connected {
+            return Err(SessionError::Protocol(
+                "shared object message before connect".into(),
+            ));
+        }
+        let encoding = if type_id == msg_type::SHARED_OBJECT_AMF3 {
+            SoEncoding::Amf3
+        } else {
+            SoEncoding::Amf0
+        };
+        let limits = SoDecodeLimits {
+            amf: self.cfg.amf_limits,
+            ..SoDecodeLimits::default()
+        };
+        let message = decode_so(payload, encoding, &limits)?;
+        self.events
+            .push_back(Event::SharedObject { encoding, message });
+        Ok(())
     }
 
     fn handle_control(&mut self, ctrl: ControlMessage) -> Result<(), SessionError> {

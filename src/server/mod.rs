@@ -132,6 +132,9 @@ impl Server {
         .map_err(StartError::Apps)?;
         let tunnel = Arc::new(Tunnel::new(config.http.clone()));
         let core = Core::new(config, registry, recordings, manager);
+        // Not in `tasks`: it keeps delivering and saving while connections close at shutdown
+        // (`shutdown` ticks once more at the end); it ends with the runtime.
+        tokio::spawn(core.shared_objects().clone().run());
         let reloader = Reloader::new(core.clone());
         reloader.add_hook(Arc::new(TunnelReload(tunnel.clone())));
         reloader.add_hook(Arc::new(TlsReload(tls.clone())));
@@ -237,6 +240,13 @@ impl Server {
         while self.core.open_connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Changes of the last clients, and persistent objects they left, reach the store once
+        // their shared-object workers have released them.
+        let so = self.core.shared_objects();
+        while so.attached() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        so.tick_once().await;
         self.core.open_connections()
     }
 }

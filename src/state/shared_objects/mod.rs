@@ -2,9 +2,9 @@
 //! and send goes through ([`SharedObjects`]), its bounds ([`SoLimits`]) and persistent storage.
 //!
 //! Sans-IO like `rtmp/`: requests and `now_ms` in, messages and save requests out of
-//! [`SharedObjects::tick`]; the wire format is `rtmp::shared_object`. The connection driver owns
-//! the wiring (not yet done): decode a type 19/16 body, [`SharedObjects::handle`] it, send the
-//! replies, tick on a timer, and run [`SoStore`] loads and saves in `spawn_blocking`.
+//! [`SharedObjects::tick`]; the wire format is `rtmp::shared_object`. `gateway::shared_objects`
+//! owns the wiring: it [`SharedObjects::handle`]s each decoded type 19/16 body, sends the
+//! replies, ticks on a timer, and runs [`SoStore`] loads and saves in `spawn_blocking`.
 
 mod authority;
 mod limits;

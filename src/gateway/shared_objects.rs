@@ -1,0 +1,313 @@
+//! The process's one remote-shared-object authority ([`SoHub`]) and its plumbing: a bounded
+//! queue to each client, the tick task that delivers changes, and the store's loads and saves.
+//!
+//! A `Mutex`, not an actor task: every step of [`SharedObjects`] is short and in memory (one
+//! client message, or one tick), so a lock costs less than a channel hop per request and lets
+//! a connection's Use be answered without waiting for another task's turn. Replies and tick
+//! deliveries are pushed into the clients' queues *under* that lock, with `try_send`, so every
+//! client receives messages in the authority's order and a slow client never blocks anyone.
+//!
+//! Store I/O never runs under the lock: loads and saves run in `spawn_blocking`, one at a time
+//! behind `store_lock` (an async mutex), so a Use never loads a file an earlier tick is still
+//! writing (a tick unloads an unused persistent object in the same step that asks to save it).
+//!
+//! Each client that uses shared objects gets a small worker task that applies its messages in
+//! order (a Use of a persistent object waits for its load there, not in the connection task)
+//! and, when the connection drops its [`SoLink`], releases the client everywhere: the release
+//! runs after every message the client sent, so a late Use cannot re-subscribe a gone client.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use crate::rtmp::shared_object::{SoEvent, SoMessage};
+use crate::state::Scope;
+use crate::state::shared_objects::{ClientId, SharedObjects, SoLimits, SoStore};
+
+/// Messages from one client waiting for the authority. Flash Player sends one message per frame
+/// at most, so a client this far ahead is flooding; its newest messages are dropped.
+const INBOUND_QUEUE: usize = 64;
+
+/// The gateway's shared objects, every scope (`app/instance`) of every connection.
+pub struct SoHub {
+    inner: Mutex<Inner>,
+    store: Arc<dyn SoStore>,
+    /// Held by whoever talks to the store (a load for a Use, a tick's saves).
+    store_lock: tokio::sync::Mutex<()>,
+    client_queue: usize,
+    tick: Duration,
+    /// Messages a full client queue made us drop.
+    dropped: AtomicU64,
+    epoch: Instant,
+}
+
+struct Inner {
+    authority: SharedObjects,
+    /// Each attached client's queue of messages to write.
+    links: HashMap<ClientId, mpsc::Sender<SoMessage>>,
+}
+
+/// One connection's handle on the hub: dropping it releases the client everywhere.
+pub struct SoLink {
+    to_hub: mpsc::Sender<SoMessage>,
+    /// What the hub sends this client (replies, changes, statuses, messages).
+    pub from_hub: mpsc::Receiver<SoMessage>,
+}
+
+impl SoLink {
+    /// Queues a client message for the authority; false (the message is dropped) when the
+    /// client already has [`INBOUND_QUEUE`] waiting.
+    pub fn submit(&self, message: SoMessage) -> bool {
+        self.to_hub.try_send(message).is_ok()
+    }
+}
+
+impl SoHub {
+    /// A hub with `limits`, `store`, a queue of `client_queue` messages per client and a tick
+    /// every `tick`.
+    pub fn new(
+        limits: SoLimits,
+        store: Arc<dyn SoStore>,
+        client_queue: usize,
+        tick: Duration,
+    ) -> SoHub {
+        SoHub {
+            inner: Mutex::new(Inner {
+                authority: SharedObjects::new(limits),
+                links: HashMap::new(),
+            }),
+            store,
+            store_lock: tokio::sync::Mutex::new(()),
+            client_queue: client_queue.max(1),
+            tick,
+            dropped: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Messages dropped because a client's queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Clients attached now; a client stays attached until its worker has applied everything it
+    /// sent and released it.
+    pub fn attached(&self) -> usize {
+        self.lock().links.len()
+    }
+
+    /// Reads the authority (tests, admin views) under the lock.
+    pub fn with<R>(&self, f: impl FnOnce(&SharedObjects) -> R) -> R {
+        f(&self.lock().authority)
+    }
+
+    /// Attaches `client`, whose shared objects live in `scope`. Call it from within the
+    /// runtime: it spawns the client's worker.
+    pub fn attach(self: &Arc<Self>, client: ClientId, scope: Scope) -> SoLink {
+        let (out_tx, out_rx) = mpsc::channel(self.client_queue);
+        let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
+        self.lock().links.insert(client, out_tx);
+        tokio::spawn(self.clone().serve_client(client, scope, in_rx));
+        SoLink {
+            to_hub: in_tx,
+            from_hub: out_rx,
+        }
+    }
+
+    async fn serve_client(
+        self: Arc<Self>,
+        client: ClientId,
+        scope: Scope,
+        mut rx: mpsc::Receiver<SoMessage>,
+    ) {
+        while let Some(message) = rx.recv().await {
+            self.apply(&scope, client, &message).await;
+        }
+        let mut inner = self.lock();
+        inner.authority.disconnect(client);
+        inner.links.remove(&client);
+        debug!(client, "shared objects released");
+    }
+
+    /// Applies one client message; a Use of a persistent object not in memory loads it first.
+    async fn apply(&self, scope: &Scope, client: ClientId, message: &SoMessage) {
+        let uses = message.events.iter().any(|e| matches!(e, SoEvent::Use));
+        if !(uses && message.persistent()) {
+            let mut inner = self.lock();
+            self.handle_locked(&mut inner, scope, client, message);
+            return;
+        }
+        let _store = self.store_lock.lock().await;
+        if self.lock().authority.needs_load(scope, &message.name, true) {
+            let store = self.store.clone();
+            let (s, name) = (scope.clone(), message.name.clone());
+            let loaded = tokio::task::spawn_blocking(move || store.load(&s, &name)).await;
+            let mut inner = self.lock();
+            match loaded {
+                Ok(Ok(stored)) => {
+                    if let Err(refusal) = inner.authority.restore(scope, &message.name, stored) {
+                        info!(%scope, so = %message.name, %refusal, "persistent shared object not loaded");
+                    }
+                }
+                // Not restoring refuses the Use (ObjectCreationFailed): starting empty would
+                // overwrite the damaged file's backups with nothing on the next save.
+                Ok(Err(e)) => {
+                    warn!(%scope, so = %message.name, error = %e, "loading persistent shared object failed")
+                }
+                Err(e) => {
+                    error!(%scope, so = %message.name, error = %e, "loading persistent shared object panicked")
+                }
+            }
+            self.handle_locked(&mut inner, scope, client, message);
+        } else {
+            let mut inner = self.lock();
+            self.handle_locked(&mut inner, scope, client, message);
+        }
+    }
+
+    fn handle_locked(
+        &self,
+        inner: &mut Inner,
+        scope: &Scope,
+        client: ClientId,
+        message: &SoMessage,
+    ) {
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        let handled = inner.authority.handle(scope, client, message, now_ms);
+        if let Some(first) = handled.refused.first() {
+            info!(
+                client,
+                %scope,
+                so = %message.name,
+                refused = handled.refused.len(),
+                first = %first,
+                "shared object request refused"
+            );
+        }
+        for reply in handled.replies {
+            self.deliver(&inner.links, client, reply);
+        }
+    }
+
+    /// Queues `message` for `client` without waiting: a full queue drops it (logged, counted).
+    fn deliver(
+        &self,
+        links: &HashMap<ClientId, mpsc::Sender<SoMessage>>,
+        client: ClientId,
+        message: SoMessage,
+    ) {
+        let Some(tx) = links.get(&client) else {
+            return;
+        };
+        match tx.try_send(message) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(m)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                warn!(client, so = %m.name, "shared object message dropped: client queue full");
+            }
+            // The connection is closing; its worker will release it.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// One tick: delivers what changed since the last one and writes persistent objects.
+    pub async fn tick_once(&self) {
+        let _store = self.store_lock.lock().await;
+        let saves = {
+            let mut inner = self.lock();
+            let drained = inner.authority.tick();
+            for out in drained.messages {
+                self.deliver(&inner.links, out.client, out.message);
+            }
+            drained.saves
+        };
+        if saves.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            for s in &saves {
+                if let Err(e) = store.save(&s.scope, &s.name, s.version, &s.slots) {
+                    warn!(scope = %s.scope, so = %s.name, error = %e, "saving persistent shared object failed");
+                }
+            }
+        })
+        .await;
+        if let Err(e) = saved {
+            error!(error = %e, "saving shared objects panicked");
+        }
+    }
+
+    /// Ticks every `tick` for as long as the runtime runs (the server starts it).
+    pub async fn run(self: Arc<Self>) {
+        let mut interval = tokio::time::interval(self.tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            self.tick_once().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtmp::amf::Amf0Value;
+    use crate::state::shared_objects::FileSoStore;
+
+    async fn next(link: &mut SoLink) -> SoMessage {
+        tokio::time::timeout(Duration::from_secs(5), link.from_hub.recv())
+            .await
+            .expect("a message in time")
+            .expect("queue open")
+    }
+
+    #[tokio::test]
+    async fn a_full_client_queue_drops_that_clients_message_only_and_a_dropped_link_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Arc::new(SoHub::new(
+            SoLimits::default(),
+            Arc::new(FileSoStore::new(dir.path())),
+            1,
+            Duration::from_millis(50),
+        ));
+        let scope = Scope::new("app", "inst");
+        let (mut a, mut b) = (hub.attach(1, scope.clone()), hub.attach(2, scope.clone()));
+        let use_msg = SoMessage::new("so", 0, false, vec![SoEvent::Use]);
+        assert!(a.submit(use_msg.clone()) && b.submit(use_msg));
+        next(&mut b).await;
+        // `a` never reads: its Use reply fills its queue of one.
+        let change = SoEvent::RequestChange {
+            key: "k".into(),
+            value: Amf0Value::Number(1.0),
+        };
+        assert!(b.submit(SoMessage::new("so", 1, false, vec![change])));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while hub.with(|s| s.version(&scope, "so")) != Some(2) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        hub.tick_once().await;
+        assert_eq!(
+            next(&mut b).await.events,
+            [SoEvent::Success { key: "k".into() }]
+        );
+        assert_eq!(hub.dropped(), 1, "a's Change had no room");
+        assert_eq!(next(&mut a).await.events[0], SoEvent::UseSuccess);
+
+        drop(a);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while hub.attached() != 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(hub.attached(), 1);
+        assert_eq!(hub.with(|s| s.subscribers(&scope, "so")), Some(vec![2]));
+    }
+}
