@@ -74,7 +74,7 @@ fn vod_inputs() {
     // an early "damaged" return.
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/vod");
     for name in [
-        "h264-aac.flv",
+        "h264-aac-flv",
         "h264-aac-moov-first.mp4",
         "h264-aac-moov-last.mp4",
         "hevc.mp4",
