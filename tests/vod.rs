@@ -400,8 +400,9 @@ fn apps_decide_file_plays_through_on_play() {
     });
 }
 
-#[test]
-fn dvr_rewinds_into_the_recording_of_a_live_stream_then_goes_on_live() {
+/// A gateway recording every stream, with `live/dvr` published from the 60 s fixture and
+/// about 8 s of it on disk (the recorder flushes every second).
+fn recorded_live_stream() -> (tempfile::TempDir, Gateway, Proc) {
     ensure_tools();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();
@@ -416,8 +417,13 @@ fn dvr_rewinds_into_the_recording_of_a_live_stream_then_goes_on_live() {
         "no recording: {}",
         publisher.stderr()
     );
-    // About 8 s on disk (the recorder flushes every second).
     std::thread::sleep(Duration::from_secs(9));
+    (dir, gw, publisher)
+}
+
+#[test]
+fn dvr_rewinds_into_the_recording_of_a_live_stream_then_goes_on_live() {
+    let (dir, gw, mut publisher) = recorded_live_stream();
 
     // `-rtmp_live recorded` is play(name, 0): from the start of the recording. -copyts keeps
     // the jump to live as the gateway sends it (ffmpeg would otherwise smooth it away).
@@ -468,21 +474,7 @@ fn dvr_rewinds_into_the_recording_of_a_live_stream_then_goes_on_live() {
 
 #[test]
 fn rtmpdump_rewinds_a_live_stream_with_a_start_time_then_follows_it_live() {
-    ensure_tools();
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::default();
-    cfg.media.record = wasmgate::media::RecordMode::All;
-    cfg.media.record_dir = dir.path().join("rec");
-    cfg.media.vod_dir = dir.path().join("vod");
-    let gw = Gateway::start_with(cfg);
-    let mut publisher = ffmpeg_publish(&gw.url("live/dvr"), &fixture_flv_long());
-    let part = dir.path().join("rec/live/_definst_/dvr.flv.part");
-    assert!(
-        wait_until(Duration::from_secs(20), || file_len(&part) > 0),
-        "no recording: {}",
-        publisher.stderr()
-    );
-    std::thread::sleep(Duration::from_secs(9));
+    let (dir, gw, mut publisher) = recorded_live_stream();
 
     // With a stop (-B, a duration) inside the recording, the play ends there (README, "DVR").
     let span = dir.path().join("dvr-span.flv");
