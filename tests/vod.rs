@@ -410,7 +410,7 @@ fn recorded_live_stream() -> (tempfile::TempDir, Gateway, Proc) {
     cfg.media.record_dir = dir.path().join("rec");
     cfg.media.vod_dir = dir.path().join("vod");
     let gw = Gateway::start_with(cfg);
-    let mut publisher = ffmpeg_publish(&gw.url("live/dvr"), &fixture_flv_long());
+    let publisher = ffmpeg_publish(&gw.url("live/dvr"), &fixture_flv_long());
     let part = dir.path().join("rec/live/_definst_/dvr.flv.part");
     assert!(
         wait_until(Duration::from_secs(20), || file_len(&part) > 0),
