@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::rtmp::SessionError;
@@ -71,9 +71,13 @@ impl RtmpUrl {
     }
 }
 
+/// A byte stream an [`RtmpClient`] can speak over: TCP, or TLS over TCP for `rtmps://`.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
+
 /// A connected RTMP client.
 pub struct RtmpClient {
-    socket: TcpStream,
+    socket: Box<dyn Transport>,
     session: ClientSession,
     rbuf: Vec<u8>,
     out: Vec<Bytes>,
@@ -95,8 +99,16 @@ impl RtmpClient {
     pub async fn connect_with(addr: &str, cfg: ClientConfig) -> Result<RtmpClient, ClientError> {
         let socket = TcpStream::connect(addr).await?;
         socket.set_nodelay(true)?;
+        Self::connect_over(socket, cfg).await
+    }
+
+    /// Handshake and `connect` over a stream the caller opened (a TLS stream for RTMPS).
+    pub async fn connect_over(
+        socket: impl Transport + 'static,
+        cfg: ClientConfig,
+    ) -> Result<RtmpClient, ClientError> {
         let mut client = RtmpClient {
-            socket,
+            socket: Box::new(socket),
             session: ClientSession::new(cfg),
             rbuf: vec![0; 64 * 1024],
             out: Vec::new(),

@@ -21,6 +21,7 @@ use super::manifest::{Grants, Network};
 use super::messages::{ClientMeta, ToConn};
 use crate::media::record::{Origin, Recordings, record_path};
 use crate::media::{Registry, StreamKey};
+use crate::state::shared_objects::SoAccess;
 use crate::state::{Scope, StateStore};
 
 /// Bounds on what one instance may hold through host calls (key-value bounds are the store's).
@@ -69,6 +70,10 @@ pub struct InstanceState {
     pub registry: Option<Arc<Registry>>,
     /// Where `record-start` / `record-stop` act; none in a trial start.
     pub recordings: Option<Arc<Recordings>>,
+    /// Where `so-*` calls act (shared with clients' shared objects, like `store`).
+    pub shared_objects: Option<Arc<dyn SoAccess>>,
+    /// Shared-object locks the running handler took and has not released, as (name, persistent).
+    pub so_locks: Vec<(String, bool)>,
 }
 
 impl InstanceState {
@@ -90,6 +95,11 @@ impl InstanceState {
 
     pub fn with_recordings(mut self, recordings: Arc<Recordings>) -> InstanceState {
         self.recordings = Some(recordings);
+        self
+    }
+
+    pub fn with_shared_objects(mut self, shared_objects: Arc<dyn SoAccess>) -> InstanceState {
+        self.shared_objects = Some(shared_objects);
         self
     }
 
@@ -471,6 +481,48 @@ impl host::Host for HostState {
             .unwrap_or(&info.file)
             .to_string_lossy()
             .into_owned())
+    }
+
+    async fn so_get(
+        &mut self,
+        so: types::SharedObject,
+        key: String,
+    ) -> Result<Option<String>, String> {
+        self.so_get_call(so, key).await
+    }
+
+    async fn so_set(
+        &mut self,
+        so: types::SharedObject,
+        key: String,
+        value: String,
+    ) -> Result<(), String> {
+        self.so_set_call(so, key, value).await
+    }
+
+    async fn so_delete(&mut self, so: types::SharedObject, key: String) -> Result<bool, String> {
+        self.so_delete_call(so, key).await
+    }
+
+    async fn so_send(
+        &mut self,
+        so: types::SharedObject,
+        handler: String,
+        args: String,
+    ) -> Result<(), String> {
+        self.so_send_call(so, handler, args).await
+    }
+
+    async fn so_keys(&mut self, so: types::SharedObject) -> Result<Vec<String>, String> {
+        self.so_keys_call(so).await
+    }
+
+    async fn so_lock(&mut self, so: types::SharedObject) -> Result<(), String> {
+        self.so_lock_call(so).await
+    }
+
+    async fn so_unlock(&mut self, so: types::SharedObject) -> Result<(), String> {
+        self.so_unlock_call(so).await
     }
 
     fn record_stop(&mut self, stream: String) -> bool {

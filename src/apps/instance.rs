@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 use wasmtime::Store;
 
 use super::bindings::App;
-use super::bindings::wasmgate::app::types::{Access, ConnectDecision, DataDecision};
+use super::bindings::wasmgate::app::types::{
+    self, Access, ConnectDecision, DataDecision, SoChangeDecision,
+};
 use super::engine::{EPOCH_TICK, Module, Runtime};
 use super::entry::AppEntry;
 use super::host::{Client, HostState, InstanceState};
@@ -18,6 +20,8 @@ use super::json;
 use super::messages::{ClientMeta, DataOutcome, ToConn};
 use crate::config::{AppsConfig, FailurePolicy};
 use crate::rtmp::amf::Amf0Value;
+use crate::rtmp::shared_object::SoEvent;
+use crate::state::shared_objects::Ruling;
 
 /// Messages from a connection to its app instance.
 pub enum ToActor {
@@ -68,6 +72,15 @@ pub enum ToActor {
         stream: String,
         handler: String,
         args: Vec<Amf0Value>,
+    },
+    /// A client's shared-object message: the app rules on each event (`on-so-connect`,
+    /// `on-so-change`, `on-so-send`) and `reply` gets one [`Ruling`] per event, in order.
+    SharedObject {
+        client: u64,
+        name: String,
+        persistent: bool,
+        events: Vec<SoEvent>,
+        reply: oneshot::Sender<Vec<Ruling>>,
     },
     Reload(Arc<Module>),
     Shutdown(String),
@@ -190,6 +203,7 @@ macro_rules! guest_call {
                         let $g = live.app.wasmgate_app_guest();
                         let $s = &mut live.store;
                         let r = $call.await;
+                        live.store.data_mut().st.release_so_locks();
                         match r {
                             Ok(v) => {
                                 $self.failures = 0;
@@ -284,6 +298,7 @@ impl Actor {
             }
         }
         self.stop_guest().await;
+        self.parked.release_shared_objects();
         // In-process key-value data lives as long as the instance, as it always has. This runs
         // while `rx` is still open, so the manager cannot yet route a new actor to the same
         // scope (an unload forgets this actor first; a reload and connect landing inside this
@@ -367,6 +382,7 @@ impl Actor {
         };
         let f = classify(&live.store, e);
         self.parked = live.store.into_data().st;
+        self.parked.release_so_locks();
         warn!(app = %self.entry.name, instance = %self.parked.instance, fault = %f, "application failed; instance will be recreated");
         self.count(&f);
         // The first recreate is immediate; repeated failures back off.
@@ -520,6 +536,26 @@ impl Actor {
                 });
                 self.reply(client, ToConn::Data { seq, outcome });
             }
+            ToActor::SharedObject {
+                client,
+                name,
+                persistent,
+                events,
+                reply,
+            } => {
+                let so = types::SharedObject { name, persistent };
+                let mut rulings = Vec::with_capacity(events.len());
+                for event in &events {
+                    let ruling = self.rule_so(client, &so, event).await;
+                    // A denied Use ends the message: the rest would be refused anyway.
+                    let stop = matches!((event, &ruling), (SoEvent::Use, Ruling::Deny(_)));
+                    rulings.push(ruling);
+                    if stop {
+                        break;
+                    }
+                }
+                let _ = reply.send(rulings);
+            }
             ToActor::Reload(module) => self.reload(module).await,
             ToActor::Shutdown(reason) => {
                 for c in self.st().clients.values() {
@@ -529,6 +565,73 @@ impl Actor {
             }
         }
         true
+    }
+
+    /// The guest's ruling on one event of a client's shared-object message; a failed handler
+    /// or a malformed answer gets the failure policy.
+    async fn rule_so(&mut self, client: u64, so: &types::SharedObject, event: &SoEvent) -> Ruling {
+        let failed = match self.policy() {
+            FailurePolicy::Open => Ruling::Allow,
+            FailurePolicy::Closed => Ruling::Deny(APP_ERROR.to_owned()),
+        };
+        match event {
+            SoEvent::Use => match guest_call!(self, |g, s| g.call_on_so_connect(s, client, so)) {
+                Ok(Access::Allow) => Ruling::Allow,
+                Ok(Access::Deny(reason)) => Ruling::Deny(reason),
+                Err(_) => failed,
+            },
+            SoEvent::RequestChange { key, .. } | SoEvent::RequestRemove { key } => {
+                let value = match event {
+                    SoEvent::RequestChange { value, .. } => {
+                        Some(json::amf_to_json(value).to_string())
+                    }
+                    _ => None,
+                };
+                let r = guest_call!(self, |g, s| g.call_on_so_change(
+                    s,
+                    client,
+                    so,
+                    key,
+                    value.as_ref()
+                ));
+                match r {
+                    Ok(SoChangeDecision::Allow) => Ruling::Allow,
+                    Ok(SoChangeDecision::Deny(reason)) => Ruling::Deny(reason),
+                    Ok(SoChangeDecision::Rewrite(text)) => match json::parse_value(&text) {
+                        Ok(value) => Ruling::Rewrite(SoEvent::RequestChange {
+                            key: key.clone(),
+                            value,
+                        }),
+                        Err(e) => {
+                            warn!(app = %self.entry.name, so = %so.name, %key, error = %e, "bad shared object rewrite from the app");
+                            failed
+                        }
+                    },
+                    Err(_) => failed,
+                }
+            }
+            SoEvent::SendMessage { handler, args } => {
+                let args = json::args_to_json(args);
+                let r = guest_call!(self, |g, s| g
+                    .call_on_so_send(s, client, so, handler, &args));
+                match r {
+                    Ok(DataDecision::Relay) => Ruling::Allow,
+                    Ok(DataDecision::Drop) => Ruling::Deny("dropped by the application".into()),
+                    Ok(DataDecision::Rewrite(text)) => match json::parse_args(&text) {
+                        Ok(args) => Ruling::Rewrite(SoEvent::SendMessage {
+                            handler: handler.clone(),
+                            args,
+                        }),
+                        Err(e) => {
+                            warn!(app = %self.entry.name, so = %so.name, %handler, error = %e, "bad shared object message rewrite from the app; it must be a JSON array");
+                            failed
+                        }
+                    },
+                    Err(_) => failed,
+                }
+            }
+            _ => Ruling::Allow,
+        }
     }
 
     fn access(&self, r: Result<Access, Fault>) -> Result<(), String> {

@@ -16,6 +16,7 @@ mod instance;
 pub mod json;
 mod manifest;
 mod messages;
+mod so_calls;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ pub use messages::{ClientMeta, DataOutcome, ToConn};
 use crate::config::{AppsConfig, FailurePolicy, UnknownApps};
 use crate::media::Registry;
 use crate::media::record::Recordings;
+use crate::state::shared_objects::SoAccess;
 use crate::state::{MemoryStore, StateStore};
 use engine::{Module, Runtime};
 use entry::lock;
@@ -113,6 +115,8 @@ pub struct AppManager {
     recordings: Arc<Recordings>,
     /// Where every instance's `kv-*` calls go.
     state: Arc<dyn StateStore>,
+    /// Where every instance's `so-*` calls go.
+    shared_objects: Arc<dyn SoAccess>,
     apps: Mutex<HashMap<String, Arc<AppEntry>>>,
     instances: Mutex<HashMap<InstanceKey, mpsc::Sender<ToActor>>>,
     /// Serialises loads of the same folder (watcher and admin may both ask).
@@ -127,6 +131,7 @@ impl AppManager {
         registry: Arc<Registry>,
         recordings: Arc<Recordings>,
         state: Arc<dyn StateStore>,
+        shared_objects: Arc<dyn SoAccess>,
     ) -> Arc<AppManager> {
         Arc::new(AppManager {
             cfg,
@@ -134,6 +139,7 @@ impl AppManager {
             registry,
             recordings,
             state,
+            shared_objects,
             apps: Mutex::new(HashMap::new()),
             instances: Mutex::new(HashMap::new()),
             load_lock: tokio::sync::Mutex::new(()),
@@ -148,9 +154,16 @@ impl AppManager {
         registry: Arc<Registry>,
         recordings: Arc<Recordings>,
         state: Arc<dyn StateStore>,
+        shared_objects: Arc<dyn SoAccess>,
     ) -> Result<Arc<AppManager>, String> {
         let Some(dir) = cfg.dir.clone() else {
-            return Ok(AppManager::disabled(cfg, registry, recordings, state));
+            return Ok(AppManager::disabled(
+                cfg,
+                registry,
+                recordings,
+                state,
+                shared_objects,
+            ));
         };
         if !dir.is_dir() {
             return Err(format!("apps.dir: {} is not a directory", dir.display()));
@@ -161,8 +174,14 @@ impl AppManager {
             .map_err(|e| format!("engine start panicked: {e}"))??;
         let mgr = Arc::new(AppManager {
             runtime: Some(Arc::new(runtime)),
-            ..Arc::into_inner(AppManager::disabled(cfg, registry, recordings, state))
-                .ok_or("unreachable")?
+            ..Arc::into_inner(AppManager::disabled(
+                cfg,
+                registry,
+                recordings,
+                state,
+                shared_objects,
+            ))
+            .ok_or("unreachable")?
         });
         for app in app_folders(&dir) {
             if let Err(e) = mgr.reload(&app).await {
@@ -203,7 +222,8 @@ impl AppManager {
         if instances.len() < self.cfg.max_instances as usize {
             let st =
                 host::InstanceState::new(app, instance, self.registry.clone(), self.state.clone())
-                    .with_recordings(self.recordings.clone());
+                    .with_recordings(self.recordings.clone())
+                    .with_shared_objects(self.shared_objects.clone());
             let actor = instance::Actor::new(runtime, entry.clone(), self.cfg.clone(), rx, st);
             tokio::spawn(actor.run());
             instances.insert(key, tx.clone());

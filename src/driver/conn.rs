@@ -564,8 +564,9 @@ impl Conn {
                     }
                 }
                 Event::SharedObject { encoding, message } => {
+                    let (app, rules) = (self.app.as_ref(), self.link.as_ref());
                     self.so
-                        .on_message(&self.core, self.app.as_ref(), self.id, encoding, message);
+                        .on_message(&self.core, app, rules, self.id, encoding, message);
                 }
                 Event::Call(cmd) if self.link.is_some() => {
                     let txn = cmd.transaction_id;

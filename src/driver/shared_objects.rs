@@ -7,6 +7,7 @@
 
 use tracing::{debug, warn};
 
+use crate::apps::InstanceHandle;
 use crate::gateway::{Core, SoLink};
 use crate::rtmp::Session;
 use crate::rtmp::command::AppPath;
@@ -36,11 +37,13 @@ impl Default for SoConn {
 }
 
 impl SoConn {
-    /// A message from the client, for the authority of its `app/instance`.
+    /// A message from the client, for the authority of its `app/instance` (through the rules
+    /// of that instance's app, `rules`, when it has one).
     pub(super) fn on_message(
         &mut self,
         core: &Core,
         app: Option<&AppPath>,
+        rules: Option<&InstanceHandle>,
         client: u64,
         encoding: SoEncoding,
         message: SoMessage,
@@ -56,7 +59,7 @@ impl SoConn {
                 };
                 let scope = Scope::new(&path.app, &path.instance);
                 self.link
-                    .insert(core.shared_objects().attach(client, scope))
+                    .insert(core.shared_objects().attach(client, scope, rules.cloned()))
             }
         };
         let name = message.name.clone();

@@ -24,7 +24,6 @@ use crate::media::record::Recordings;
 use crate::media::vod::Library;
 use crate::media::{Registry, StreamKey};
 use crate::rtmp::SessionConfig;
-use crate::state::shared_objects::FileSoStore;
 
 /// The reason a client is given when an operator ends it or its stream.
 pub const OPERATOR_KICK: &str = "Kicked by the server operator.";
@@ -48,20 +47,15 @@ pub struct Core {
 }
 
 impl Core {
-    /// A core serving `config`, with `recordings` and `apps` built over the same `registry`.
+    /// A core serving `config`, with `recordings` and `apps` built over the same `registry`,
+    /// and `shared_objects` (from [`SoHub::from_config`]) the one `apps` was given.
     pub fn new(
         config: Config,
         registry: Arc<Registry>,
         recordings: Arc<Recordings>,
         apps: Arc<AppManager>,
+        shared_objects: Arc<SoHub>,
     ) -> Arc<Core> {
-        let so = &config.shared_objects;
-        let shared_objects = Arc::new(SoHub::new(
-            so.limits(),
-            Arc::new(FileSoStore::new(so.dir.clone())),
-            so.client_queue,
-            std::time::Duration::from_millis(so.tick_ms),
-        ));
         Arc::new(Core {
             shared_objects,
             settings: Settings::new(config),

@@ -21,16 +21,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use futures_util::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
+use crate::apps::{APP_ERROR, InstanceHandle, ToActor};
+use crate::config::{FailurePolicy, SharedObjectsSection};
 use crate::rtmp::shared_object::{SoEvent, SoMessage};
 use crate::state::Scope;
-use crate::state::shared_objects::{ClientId, SharedObjects, SoLimits, SoStore};
+use crate::state::shared_objects::{
+    ClientId, FileSoStore, Ruling, SharedObjects, SoAccess, SoLimits, SoRefusal, SoStore,
+};
 
 /// Messages from one client waiting for the authority. Flash Player sends one message per frame
 /// at most, so a client this far ahead is flooding; its newest messages are dropped.
 const INBOUND_QUEUE: usize = 64;
+
+/// How long a client's shared-object message waits for its app's rulings. The app's own
+/// deadline bounds each handler; this bounds a queue of other events ahead of it.
+const RULING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The gateway's shared objects, every scope (`app/instance`) of every connection.
 pub struct SoHub {
@@ -89,6 +98,16 @@ impl SoHub {
         }
     }
 
+    /// The hub `[shared_objects]` describes; its limits and folder are read once, here.
+    pub fn from_config(cfg: &SharedObjectsSection) -> SoHub {
+        SoHub::new(
+            cfg.limits(),
+            Arc::new(FileSoStore::new(cfg.dir.clone())),
+            cfg.client_queue,
+            Duration::from_millis(cfg.tick_ms),
+        )
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -109,13 +128,19 @@ impl SoHub {
         f(&self.lock().authority)
     }
 
-    /// Attaches `client`, whose shared objects live in `scope`. Call it from within the
-    /// runtime: it spawns the client's worker.
-    pub fn attach(self: &Arc<Self>, client: ClientId, scope: Scope) -> SoLink {
+    /// Attaches `client`, whose shared objects live in `scope`; with `rules`, every Use, change,
+    /// remove and Send Message first goes to that app instance's `on-so-*` handlers. Call it
+    /// from within the runtime: it spawns the client's worker.
+    pub fn attach(
+        self: &Arc<Self>,
+        client: ClientId,
+        scope: Scope,
+        rules: Option<InstanceHandle>,
+    ) -> SoLink {
         let (out_tx, out_rx) = mpsc::channel(self.client_queue);
         let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
         self.lock().links.insert(client, out_tx);
-        tokio::spawn(self.clone().serve_client(client, scope, in_rx));
+        tokio::spawn(self.clone().serve_client(client, scope, rules, in_rx));
         SoLink {
             to_hub: in_tx,
             from_hub: out_rx,
@@ -126,10 +151,15 @@ impl SoHub {
         self: Arc<Self>,
         client: ClientId,
         scope: Scope,
+        rules: Option<InstanceHandle>,
         mut rx: mpsc::Receiver<SoMessage>,
     ) {
         while let Some(message) = rx.recv().await {
-            self.apply(&scope, client, &message).await;
+            let rulings = match &rules {
+                Some(app) => ask_app(app, client, &message).await,
+                None => Vec::new(),
+            };
+            self.apply(&scope, client, &message, &rulings).await;
         }
         let mut inner = self.lock();
         inner.authority.disconnect(client);
@@ -137,40 +167,60 @@ impl SoHub {
         debug!(client, "shared objects released");
     }
 
-    /// Applies one client message; a Use of a persistent object not in memory loads it first.
-    async fn apply(&self, scope: &Scope, client: ClientId, message: &SoMessage) {
+    /// Applies one client message, under the app's `rulings` (none: all allowed); a Use of a
+    /// persistent object not in memory loads it first.
+    async fn apply(
+        &self,
+        scope: &Scope,
+        client: ClientId,
+        message: &SoMessage,
+        rulings: &[Ruling],
+    ) {
         let uses = message.events.iter().any(|e| matches!(e, SoEvent::Use));
         if !(uses && message.persistent()) {
             let mut inner = self.lock();
-            self.handle_locked(&mut inner, scope, client, message);
+            self.handle_locked(&mut inner, scope, client, message, rulings);
             return;
         }
+        self.with_loaded(scope, &message.name, |hub, inner| {
+            hub.handle_locked(inner, scope, client, message, rulings)
+        })
+        .await
+    }
+
+    /// Runs `f` under the lock once persistent object `name` is in memory (loaded from the
+    /// store if it was not; a failed load is logged and leaves it out, so `f` sees it missing).
+    /// The store lock is held throughout, so no tick can unload the object in between.
+    async fn with_loaded<R>(
+        &self,
+        scope: &Scope,
+        name: &str,
+        f: impl FnOnce(&SoHub, &mut Inner) -> R,
+    ) -> R {
         let _store = self.store_lock.lock().await;
-        if self.lock().authority.needs_load(scope, &message.name, true) {
-            let store = self.store.clone();
-            let (s, name) = (scope.clone(), message.name.clone());
-            let loaded = tokio::task::spawn_blocking(move || store.load(&s, &name)).await;
-            let mut inner = self.lock();
-            match loaded {
-                Ok(Ok(stored)) => {
-                    if let Err(refusal) = inner.authority.restore(scope, &message.name, stored) {
-                        info!(%scope, so = %message.name, %refusal, "persistent shared object not loaded");
-                    }
-                }
-                // Not restoring refuses the Use (ObjectCreationFailed): starting empty would
-                // overwrite the damaged file's backups with nothing on the next save.
-                Ok(Err(e)) => {
-                    warn!(%scope, so = %message.name, error = %e, "loading persistent shared object failed")
-                }
-                Err(e) => {
-                    error!(%scope, so = %message.name, error = %e, "loading persistent shared object panicked")
+        if !self.lock().authority.needs_load(scope, name, true) {
+            return f(self, &mut self.lock());
+        }
+        let store = self.store.clone();
+        let (s, n) = (scope.clone(), name.to_owned());
+        let loaded = tokio::task::spawn_blocking(move || store.load(&s, &n)).await;
+        let mut inner = self.lock();
+        match loaded {
+            Ok(Ok(stored)) => {
+                if let Err(refusal) = inner.authority.restore(scope, name, stored) {
+                    info!(%scope, so = %name, %refusal, "persistent shared object not loaded");
                 }
             }
-            self.handle_locked(&mut inner, scope, client, message);
-        } else {
-            let mut inner = self.lock();
-            self.handle_locked(&mut inner, scope, client, message);
+            // Not restoring refuses the Use (ObjectCreationFailed): starting empty would
+            // overwrite the damaged file's backups with nothing on the next save.
+            Ok(Err(e)) => {
+                warn!(%scope, so = %name, error = %e, "loading persistent shared object failed")
+            }
+            Err(e) => {
+                error!(%scope, so = %name, error = %e, "loading persistent shared object panicked")
+            }
         }
+        f(self, &mut inner)
     }
 
     fn handle_locked(
@@ -179,9 +229,12 @@ impl SoHub {
         scope: &Scope,
         client: ClientId,
         message: &SoMessage,
+        rulings: &[Ruling],
     ) {
         let now_ms = self.epoch.elapsed().as_millis() as u64;
-        let handled = inner.authority.handle(scope, client, message, now_ms);
+        let handled = inner
+            .authority
+            .handle_ruled(scope, client, message, rulings, now_ms);
         if let Some(first) = handled.refused.first() {
             info!(
                 client,
@@ -257,6 +310,81 @@ impl SoHub {
     }
 }
 
+/// Whether the app rules on this event (the rest are applied without asking).
+fn ruled(event: &SoEvent) -> bool {
+    matches!(
+        event,
+        SoEvent::Use
+            | SoEvent::RequestChange { .. }
+            | SoEvent::RequestRemove { .. }
+            | SoEvent::SendMessage { .. }
+    )
+}
+
+/// The app's rulings on `message`'s events, waited for here so this client's messages stay in
+/// order; an app that cannot answer (busy, gone, or slower than [`RULING_TIMEOUT`]) gets its
+/// failure policy: open allows everything, closed denies what it would have ruled on.
+async fn ask_app(app: &InstanceHandle, client: ClientId, message: &SoMessage) -> Vec<Ruling> {
+    if !message.events.iter().any(ruled) {
+        return Vec::new();
+    }
+    let (tx, rx) = oneshot::channel();
+    let ask = ToActor::SharedObject {
+        client,
+        name: message.name.clone(),
+        persistent: message.persistent(),
+        events: message.events.clone(),
+        reply: tx,
+    };
+    let why = if app.send(ask).is_err() {
+        "application busy"
+    } else {
+        match tokio::time::timeout(RULING_TIMEOUT, rx).await {
+            Ok(Ok(rulings)) => return rulings,
+            Ok(Err(_)) => "application stopped",
+            Err(_) => "application did not answer in time",
+        }
+    };
+    warn!(app = app.app(), client, so = %message.name, policy = ?app.policy(), "{why}; shared object request gets the failure policy");
+    match app.policy() {
+        FailurePolicy::Open => Vec::new(),
+        FailurePolicy::Closed => message
+            .events
+            .iter()
+            .map(|e| {
+                if ruled(e) {
+                    Ruling::Deny(APP_ERROR.to_owned())
+                } else {
+                    Ruling::Allow
+                }
+            })
+            .collect(),
+    }
+}
+
+impl SoAccess for SoHub {
+    fn open<'a>(
+        &'a self,
+        scope: &'a Scope,
+        name: &'a str,
+        persistent: bool,
+    ) -> BoxFuture<'a, Result<(), SoRefusal>> {
+        Box::pin(async move {
+            if !persistent {
+                return self.lock().authority.open_for_app(scope, name, false);
+            }
+            self.with_loaded(scope, name, |_, inner| {
+                inner.authority.open_for_app(scope, name, true)
+            })
+            .await
+        })
+    }
+
+    fn update(&self, f: &mut dyn FnMut(&mut SharedObjects)) {
+        f(&mut self.lock().authority)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,7 +408,10 @@ mod tests {
             Duration::from_millis(50),
         ));
         let scope = Scope::new("app", "inst");
-        let (mut a, mut b) = (hub.attach(1, scope.clone()), hub.attach(2, scope.clone()));
+        let (mut a, mut b) = (
+            hub.attach(1, scope.clone(), None),
+            hub.attach(2, scope.clone(), None),
+        );
         let use_msg = SoMessage::new("so", 0, false, vec![SoEvent::Use]);
         assert!(a.submit(use_msg.clone()) && b.submit(use_msg));
         next(&mut b).await;

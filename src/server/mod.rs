@@ -21,7 +21,7 @@ use tracing::{info, warn};
 use crate::admin::{AdminDeps, AppHost, GatewayApps};
 use crate::apps::AppManager;
 use crate::config::{Config, HttpSection};
-use crate::gateway::{Core, Prepared, ReloadHook, Reloader};
+use crate::gateway::{Core, Prepared, ReloadHook, Reloader, SoHub};
 use crate::media::Registry;
 use crate::media::record::Recordings;
 use crate::state::MemoryStore;
@@ -122,16 +122,18 @@ impl Server {
         // In-process state today; a shared store (Redis) is another `StateStore` handed in here.
         let state = Arc::new(MemoryStore::default());
         let recordings = Recordings::new(registry.clone());
+        let shared_objects = Arc::new(SoHub::from_config(&config.shared_objects));
         let manager = AppManager::start(
             config.apps.clone(),
             registry.clone(),
             recordings.clone(),
             state,
+            shared_objects.clone(),
         )
         .await
         .map_err(StartError::Apps)?;
         let tunnel = Arc::new(Tunnel::new(config.http.clone()));
-        let core = Core::new(config, registry, recordings, manager);
+        let core = Core::new(config, registry, recordings, manager, shared_objects);
         // Not in `tasks`: it keeps delivering and saving while connections close at shutdown
         // (`shutdown` ticks once more at the end); it ends with the runtime.
         tokio::spawn(core.shared_objects().clone().run());

@@ -3,6 +3,14 @@
 //! calls `ask(question)` on that member with a responder; the answer comes back to the asker as
 //! `onMessage(name, answer)` (a server-to-client call with a result).
 //!
+//! The member list is the temporary shared object `members` (nickname -> client id): clients
+//! that `SharedObject.getRemote("members", uri, false)` see people join and leave as `onSync`
+//! changes, and it outlives a restart of this guest (the gateway keeps it for the instance).
+//! Only the app writes it: a client's change to `members` is denied (the client gets its old
+//! value back). Other shared objects of the room are the clients' own, moderated like data
+//! messages: string values and `SharedObject.send` texts get banned words masked, longer texts
+//! than `settings.max_text` are refused.
+//!
 //! Data messages a publisher sends with its stream (`NetStream.send("onChat", text)`, or the
 //! `onTextData` captions ffmpeg publishes from a subtitle track) are moderated on the way to the
 //! players: words in `settings.banned` become `***`, texts longer than `settings.max_text`
@@ -12,10 +20,11 @@ use std::collections::BTreeMap;
 
 use wasmgate_guest::*;
 
+/// The shared object holding the member list.
+const MEMBERS: &str = "members";
+
 #[derive(Default)]
 struct Chat {
-    /// Members by client, with their nickname.
-    members: BTreeMap<ClientId, String>,
     /// Questions in flight: call id -> who asked.
     asked: BTreeMap<u64, ClientId>,
     /// Lower-case words to mask in data messages.
@@ -23,12 +32,41 @@ struct Chat {
     max_text: usize,
 }
 
+fn members_so() -> SharedObject {
+    so::temporary(MEMBERS)
+}
+
+/// Every member, nickname -> client, read from the `members` shared object.
+fn members() -> BTreeMap<String, ClientId> {
+    let list = members_so();
+    let mut out = BTreeMap::new();
+    for name in so::keys(&list).unwrap_or_default() {
+        if let Ok(Some(id)) = so::get(&list, &name)
+            && let Some(id) = id.as_u64()
+        {
+            out.insert(name, id);
+        }
+    }
+    out
+}
+
+fn name_of(client: ClientId) -> Option<String> {
+    members()
+        .into_iter()
+        .find_map(|(name, id)| (id == client).then_some(name))
+}
+
 impl Chat {
     fn tell_all(&self, from: &str, text: &str) {
-        for &m in self.members.keys() {
+        for m in members().into_values() {
             // A member that left between the two calls is simply skipped.
             let _ = call(m, "onMessage", &[json!(from), json!(text)]);
         }
+    }
+
+    /// `text` moderated: `None` when too long, else with banned words masked.
+    fn moderate(&self, text: &str) -> Option<String> {
+        (text.len() <= self.max_text).then(|| mask(text, &self.banned))
     }
 }
 
@@ -102,19 +140,19 @@ impl App for Chat {
                     .filter(|n| !n.is_empty() && n.len() <= 64)
                     .ok_or("join(name): name must be 1 to 64 characters")?
                     .to_owned();
-                if self.members.values().any(|n| *n == name) {
+                let list = members_so();
+                if so::get(&list, &name)?.is_some() {
                     return Err(format!("The name {name} is taken."));
                 }
-                self.members.insert(client, name.clone());
+                if let Some(old) = name_of(client) {
+                    so::delete(&list, &old)?;
+                }
+                so::set(&list, &name, &json!(client))?;
                 self.tell_all("server", &format!("{name} joined"));
-                Ok(json!({ "members": self.members.values().collect::<Vec<_>>() }))
+                Ok(json!({ "members": members().keys().collect::<Vec<_>>() }))
             }
             "say" => {
-                let name = self
-                    .members
-                    .get(&client)
-                    .ok_or("Join the room first.")?
-                    .clone();
+                let name = name_of(client).ok_or("Join the room first.")?;
                 let text = args.first().and_then(Value::as_str).unwrap_or("");
                 if text.len() > 1024 {
                     return Err("Messages are limited to 1024 bytes.".into());
@@ -123,18 +161,17 @@ impl App for Chat {
                 Ok(json!(true))
             }
             "leave" => {
-                let name = self.members.remove(&client).ok_or("Not in the room.")?;
+                let name = name_of(client).ok_or("Not in the room.")?;
+                so::delete(&members_so(), &name)?;
                 self.tell_all("server", &format!("{name} left"));
                 Ok(json!(true))
             }
-            "members" => Ok(json!(self.members.values().collect::<Vec<_>>())),
+            "members" => Ok(json!(members().keys().collect::<Vec<_>>())),
             "ask" => {
                 let who = args.first().and_then(Value::as_str).unwrap_or("");
                 let question = args.get(1).cloned().unwrap_or(Value::Null);
-                let (&target, _) = self
-                    .members
-                    .iter()
-                    .find(|(_, n)| n.as_str() == who)
+                let target = *members()
+                    .get(who)
                     .ok_or_else(|| format!("No member named {who}."))?;
                 if self.asked.len() >= 1000 {
                     return Err("Too many questions in flight.".into());
@@ -151,7 +188,7 @@ impl App for Chat {
         let Some(asker) = self.asked.remove(&call_id) else {
             return;
         };
-        let from = self.members.get(&client).cloned().unwrap_or_default();
+        let from = name_of(client).unwrap_or_default();
         let text = match (ok, value) {
             (true, Value::String(s)) => s,
             (true, v) => v.to_string(),
@@ -161,8 +198,54 @@ impl App for Chat {
     }
 
     fn on_disconnect(&mut self, client: ClientId) {
-        if let Some(name) = self.members.remove(&client) {
+        if let Some(name) = name_of(client)
+            && so::delete(&members_so(), &name).unwrap_or(false)
+        {
             self.tell_all("server", &format!("{name} left"));
+        }
+    }
+
+    fn on_so_change(
+        &mut self,
+        _client: ClientId,
+        shared: &SharedObject,
+        key: &str,
+        value: Option<&Value>,
+    ) -> SoChangeDecision {
+        if shared.name == MEMBERS {
+            return SoChangeDecision::Deny(format!("{MEMBERS} is kept by the server"));
+        }
+        let Some(Value::String(text)) = value else {
+            return SoChangeDecision::Allow;
+        };
+        match self.moderate(text) {
+            None => SoChangeDecision::Deny(format!("{key}: {} bytes of text", text.len())),
+            Some(masked) if masked == *text => SoChangeDecision::Allow,
+            Some(masked) => so::rewrite(&json!(masked)),
+        }
+    }
+
+    fn on_so_send(
+        &mut self,
+        _client: ClientId,
+        _shared: &SharedObject,
+        handler: &str,
+        args: &[Value],
+    ) -> DataDecision {
+        let mut args = args.to_vec();
+        let Some(Value::String(text)) = args.first_mut() else {
+            return DataDecision::Relay;
+        };
+        match self.moderate(text) {
+            None => {
+                info(&format!("{handler}: {} bytes of text dropped", text.len()));
+                DataDecision::Drop
+            }
+            Some(masked) if masked == *text => DataDecision::Relay,
+            Some(masked) => {
+                *text = masked;
+                rewrite(&args)
+            }
         }
     }
 }

@@ -9,6 +9,10 @@
 #                           (null when unset), forget(key) deletes it, keys() lists them all
 #   whoami()             -> what the host knows about the calling client
 #   streams()            -> the live streams of this instance
+#   so_set(name, key, v) -> sets a slot of the temporary shared object `name` (any JSON value)
+#   so_get(name, key)    -> reads it back (null when unset); so_keys(name) lists the slots
+# Shared objects clients use are theirs to change, except keys starting with "admin.": those
+# only the app may write, so a client's change to one is denied (it gets the old value back).
 # Every other method is answered with `_error` "Method not found (NAME).".
 #
 # Build: scripts/build-python-guest.sh (a pinned componentize-py in a venv), or by hand in this
@@ -87,6 +91,19 @@ class Guest(exports.Guest):
                 raise Err("unknown client")
             return json.dumps({"id": c.id, "address": c.address, "transport": c.transport,
                                "app": c.app, "instance": c.instance, "query": c.query})
+        if method in ("so_set", "so_get", "so_keys"):
+            if not a or not isinstance(a[0], str):
+                raise Err(f"{method}(name, ...) needs a shared object name")
+            so = types.SharedObject(name=a[0], persistent=False)
+            if method == "so_set":
+                if len(a) != 3 or not isinstance(a[1], str):
+                    raise Err("so_set(name, key, value)")
+                host.so_set(so, a[1], json.dumps(a[2]))
+                return "null"
+            if method == "so_get":
+                value = host.so_get(so, str(a[1]) if len(a) > 1 else "")
+                return value if value is not None else "null"
+            return json.dumps(host.so_keys(so))
         if method == "streams":
             return json.dumps([{"name": s.name, "publishing": s.publishing, "players": s.players}
                                for s in host.streams()])
@@ -99,4 +116,17 @@ class Guest(exports.Guest):
         pass
 
     def on_data(self, client: int, stream: str, handler: str, args: str) -> types.DataDecision:
+        return types.DataDecision_Relay()
+
+    def on_so_connect(self, client: int, so: types.SharedObject) -> types.Access:
+        return types.Access_Allow()
+
+    def on_so_change(self, client: int, so: types.SharedObject, key: str,
+                     value: str | None) -> types.SoChangeDecision:
+        if key.startswith("admin."):
+            return types.SoChangeDecision_Deny(f"{key} is written by the app only")
+        return types.SoChangeDecision_Allow()
+
+    def on_so_send(self, client: int, so: types.SharedObject, handler: str,
+                   args: str) -> types.DataDecision:
         return types.DataDecision_Relay()

@@ -19,7 +19,8 @@ pub mod bindings {
 
 use bindings::wasmgate::app::host as h;
 pub use bindings::wasmgate::app::types::{
-    Access, ClientId, ClientInfo, ConnectDecision, DataDecision, Level, Redirect, StreamInfo,
+    Access, ClientId, ClientInfo, ConnectDecision, DataDecision, Level, Redirect, SharedObject,
+    SoChangeDecision, StreamInfo,
 };
 
 /// An application. Every handler has a default: connects, publishes and plays are allowed,
@@ -57,6 +58,33 @@ pub trait App: Default + 'static {
         &mut self,
         client: ClientId,
         stream: &str,
+        handler: &str,
+        args: &[Value],
+    ) -> DataDecision {
+        DataDecision::Relay
+    }
+    /// A client asks to use shared object `so` (`SharedObject.connect`); denied, it gets
+    /// `SharedObject.NoReadAccess`.
+    fn on_so_connect(&mut self, client: ClientId, so: &SharedObject) -> Access {
+        Access::Allow
+    }
+    /// A subscribed client sets `key` to `value`, or deletes it (`value` is `None`). Return
+    /// [`SoChangeDecision::Allow`], [`SoChangeDecision::Deny`] (the client gets its old value
+    /// back) or [`so::rewrite`].
+    fn on_so_change(
+        &mut self,
+        client: ClientId,
+        so: &SharedObject,
+        key: &str,
+        value: Option<&Value>,
+    ) -> SoChangeDecision {
+        SoChangeDecision::Allow
+    }
+    /// A subscribed client's `SharedObject.send(handler, args...)`: relay, drop or [`rewrite`].
+    fn on_so_send(
+        &mut self,
+        client: ClientId,
+        so: &SharedObject,
         handler: &str,
         args: &[Value],
     ) -> DataDecision {
@@ -130,6 +158,27 @@ macro_rules! export_app {
                 ) -> $crate::DataDecision {
                     let args = $crate::parse_list(&args);
                     with(|a| a.on_data(client, &stream, &handler, &args))
+                }
+                fn on_so_connect(client: u64, so: $crate::SharedObject) -> $crate::Access {
+                    with(|a| a.on_so_connect(client, &so))
+                }
+                fn on_so_change(
+                    client: u64,
+                    so: $crate::SharedObject,
+                    key: String,
+                    value: Option<String>,
+                ) -> $crate::SoChangeDecision {
+                    let value = value.map(|v| $crate::parse(&v));
+                    with(|a| a.on_so_change(client, &so, &key, value.as_ref()))
+                }
+                fn on_so_send(
+                    client: u64,
+                    so: $crate::SharedObject,
+                    handler: String,
+                    args: String,
+                ) -> $crate::DataDecision {
+                    let args = $crate::parse_list(&args);
+                    with(|a| a.on_so_send(client, &so, &handler, &args))
                 }
             }
     $crate::bindings::__export_wasmgate_app!(Export with_types_in $crate::bindings);
@@ -242,6 +291,57 @@ pub mod kv {
     }
     pub fn keys() -> Vec<String> {
         h::kv_keys()
+    }
+}
+
+/// The instance's remote shared objects (FMS's server-side `SharedObject`). The first call
+/// naming an object opens it: a temporary one is created, a persistent one loaded; it stays
+/// while the instance runs. Changes reach subscribers at the gateway's next tick.
+pub mod so {
+    use super::{SharedObject, SoChangeDecision, Value, h};
+
+    /// `SharedObject.get(name, false)`.
+    pub fn temporary(name: &str) -> SharedObject {
+        SharedObject {
+            name: name.to_owned(),
+            persistent: false,
+        }
+    }
+    /// `SharedObject.get(name, true)`: kept by the gateway across restarts.
+    pub fn persistent(name: &str) -> SharedObject {
+        SharedObject {
+            name: name.to_owned(),
+            persistent: true,
+        }
+    }
+    pub fn get(so: &SharedObject, key: &str) -> Result<Option<Value>, String> {
+        Ok(h::so_get(so, key)?.map(|v| super::parse(&v)))
+    }
+    pub fn set(so: &SharedObject, key: &str, value: &Value) -> Result<(), String> {
+        h::so_set(so, key, &value.to_string())
+    }
+    /// True when the slot was there.
+    pub fn delete(so: &SharedObject, key: &str) -> Result<bool, String> {
+        h::so_delete(so, key)
+    }
+    /// `handler(args...)` to every subscriber.
+    pub fn send(so: &SharedObject, handler: &str, args: &[Value]) -> Result<(), String> {
+        h::so_send(so, handler, &Value::from(args.to_vec()).to_string())
+    }
+    pub fn keys(so: &SharedObject) -> Result<Vec<String>, String> {
+        h::so_keys(so)
+    }
+    /// Holds changes back until [`unlock`] and makes them one version; a lock still held when
+    /// the handler returns is released then.
+    pub fn lock(so: &SharedObject) -> Result<(), String> {
+        h::so_lock(so)
+    }
+    pub fn unlock(so: &SharedObject) -> Result<(), String> {
+        h::so_unlock(so)
+    }
+    /// Applies a client's change with this value instead of the one it sent.
+    pub fn rewrite(value: &Value) -> SoChangeDecision {
+        SoChangeDecision::Rewrite(value.to_string())
     }
 }
 

@@ -45,6 +45,13 @@ pub enum SoRefusal {
     NotLoaded,
     #[error("no such shared object")]
     NoSuchObject,
+    /// The app's `on-so-connect` refused the Use (its reason is logged, not sent: a Status
+    /// carries only a code).
+    #[error("the application refused the use: {0}")]
+    ReadDenied(String),
+    /// The app's `on-so-change` refused a change or remove.
+    #[error("the application refused the change: {0}")]
+    WriteDenied(String),
 }
 
 fn persistence(persistent: bool) -> &'static str {
@@ -72,7 +79,9 @@ impl SoRefusal {
             | SoRefusal::KeyTooLong
             | SoRefusal::TooManyMessages { .. } => "SharedObject.LimitExceeded",
             SoRefusal::RateLimited => "SharedObject.RateLimited",
-            SoRefusal::NotSubscribed => "SharedObject.NoWriteAccess",
+            // FMS's codes for a client without read or write access to an object.
+            SoRefusal::ReadDenied(_) => "SharedObject.NoReadAccess",
+            SoRefusal::NotSubscribed | SoRefusal::WriteDenied(_) => "SharedObject.NoWriteAccess",
         }
     }
 
@@ -130,6 +139,23 @@ pub struct Handled {
     pub refused: Vec<SoRefusal>,
 }
 
+/// An application's decision about one event of a client message, for
+/// [`SharedObjects::handle_ruled`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ruling {
+    /// Apply the event as the client sent it.
+    Allow,
+    /// Refuse it, for this reason (logged). A refused Use is answered with
+    /// `SharedObject.NoReadAccess`; a refused change or remove with `SharedObject.NoWriteAccess`
+    /// and the slot's current value, so the client's optimistic local copy reverts (Flash
+    /// reports it as a `reject` in `onSync`); a refused Send Message is dropped.
+    Deny(String),
+    /// Apply this instead: a Request Change with the app's value (for a change or a remove; every
+    /// subscriber, the requester too, gets Change with it), or a Send Message with the app's
+    /// arguments.
+    Rewrite(SoEvent),
+}
+
 struct Slot {
     value: Amf0Value,
     /// Key (u16 length + bytes) plus encoded value: what the slot counts against `max_bytes`.
@@ -152,6 +178,12 @@ struct Object {
     /// Refusal codes per client since the last tick, deduplicated, so the queue is bounded by
     /// subscribers × codes however many requests a client makes.
     statuses: BTreeMap<ClientId, BTreeSet<&'static str>>,
+    /// Keys whose change or remove the app refused, per client: each gets the slot's current
+    /// value (or Remove) back at the next tick.
+    reverts: BTreeMap<ClientId, BTreeSet<String>>,
+    /// The instance's app opened it (a host call): it stays loaded while the instance runs, even
+    /// with no subscriber, as a server-side `SharedObject.get` does in FMS.
+    held: bool,
     lock_depth: u32,
     /// A change was applied under a lock: bump the version once at the last unlock.
     bump_on_unlock: bool,
@@ -172,6 +204,8 @@ impl Object {
             messages: Vec::new(),
             message_bytes: 0,
             statuses: BTreeMap::new(),
+            reverts: BTreeMap::new(),
+            held: false,
             lock_depth: 0,
             bump_on_unlock: false,
             unsaved: false,
@@ -259,7 +293,8 @@ impl Object {
         !(self.dirty.is_empty()
             && self.successes.is_empty()
             && self.messages.is_empty()
-            && self.statuses.is_empty())
+            && self.statuses.is_empty()
+            && self.reverts.is_empty())
     }
 
     /// This tick's message for `client`, if it has anything to hear.
@@ -279,6 +314,21 @@ impl Object {
                 },
                 None => SoEvent::Remove { key: key.clone() },
             });
+        }
+        if let Some(keys) = self.reverts.get(&client) {
+            // A key another write made dirty already goes out with its current value above.
+            for key in keys {
+                if self.dirty.get(key).is_some_and(|w| *w != Some(client)) {
+                    continue;
+                }
+                events.push(match self.slots.get(key) {
+                    Some(slot) => SoEvent::Change {
+                        key: key.clone(),
+                        value: slot.value.clone(),
+                    },
+                    None => SoEvent::Remove { key: key.clone() },
+                });
+            }
         }
         for (handler, args) in &self.messages {
             events.push(SoEvent::SendMessage {
@@ -301,6 +351,12 @@ impl Object {
         self.messages.clear();
         self.message_bytes = 0;
         self.statuses.clear();
+        self.reverts.clear();
+    }
+
+    /// Nothing keeps it loaded: no subscriber, no lock, not held by the app.
+    fn unused(&self) -> bool {
+        self.subscribers.is_empty() && self.lock_depth == 0 && !self.held
     }
 }
 
@@ -480,7 +536,8 @@ impl SharedObjects {
         let was = object.subscribers.remove(&client);
         object.successes.remove(&client);
         object.statuses.remove(&client);
-        if object.subscribers.is_empty() && !object.persistent {
+        object.reverts.remove(&client);
+        if object.unused() && !object.persistent {
             objects.remove(name);
         }
         if objects.is_empty() {
@@ -546,11 +603,69 @@ impl SharedObjects {
         value: Amf0Value,
         now_ms: u64,
     ) -> Result<(), SoRefusal> {
+        self.change(scope, client, name, key, value, now_ms, true)
+    }
+
+    /// A client's change as the app rewrote it: applied like [`request_change`] but everyone,
+    /// the requester too, gets Change with the app's value (the requester's value was not the
+    /// one applied, so a Success would be a lie).
+    ///
+    /// [`request_change`]: Self::request_change
+    pub fn request_change_rewritten(
+        &mut self,
+        scope: &Scope,
+        client: ClientId,
+        name: &str,
+        key: &str,
+        value: Amf0Value,
+        now_ms: u64,
+    ) -> Result<(), SoRefusal> {
+        self.change(scope, client, name, key, value, now_ms, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn change(
+        &mut self,
+        scope: &Scope,
+        client: ClientId,
+        name: &str,
+        key: &str,
+        value: Amf0Value,
+        now_ms: u64,
+        as_sent: bool,
+    ) -> Result<(), SoRefusal> {
         let limits = self.limits;
         let object = self.writable(scope, client, name, now_ms)?;
-        match object.set(&limits, Some(client), key, value) {
+        let writer = as_sent.then_some(client);
+        match object.set(&limits, writer, key, value) {
             Ok(()) => Ok(()),
             Err(refusal) => Err(object.refuse(client, refusal)),
+        }
+    }
+
+    /// The app refused a client's change or remove of `key`: the client gets
+    /// `SharedObject.NoWriteAccess` and the slot's current value at the next tick. Counts
+    /// against the client's rate like an applied request.
+    pub fn deny_change(
+        &mut self,
+        scope: &Scope,
+        client: ClientId,
+        name: &str,
+        key: &str,
+        reason: &str,
+        now_ms: u64,
+    ) -> SoRefusal {
+        let refusal = SoRefusal::WriteDenied(reason.to_owned());
+        match self.writable(scope, client, name, now_ms) {
+            Ok(object) => {
+                object
+                    .reverts
+                    .entry(client)
+                    .or_default()
+                    .insert(key.to_owned());
+                object.refuse(client, refusal)
+            }
+            Err(other) => other,
         }
     }
 
@@ -612,6 +727,95 @@ impl SharedObjects {
             .object_mut(scope, name)
             .ok_or(SoRefusal::NoSuchObject)?;
         object.set(&limits, None, key, value)
+    }
+
+    /// Opens `name` for the instance's app (its host calls): a temporary object is created if
+    /// missing; a persistent one must be loaded first ([`needs_load`](Self::needs_load),
+    /// [`restore`](Self::restore)). The object then stays loaded, with or without subscribers,
+    /// until [`release_app`](Self::release_app).
+    pub fn open_for_app(
+        &mut self,
+        scope: &Scope,
+        name: &str,
+        persistent: bool,
+    ) -> Result<(), SoRefusal> {
+        if !valid_so_name(name, self.limits.max_name_len) {
+            return Err(SoRefusal::BadName);
+        }
+        let max = self.limits.max_objects;
+        let objects = self.scopes.entry(scope.clone()).or_default();
+        if !objects.contains_key(name) {
+            if persistent {
+                return Err(SoRefusal::NotLoaded);
+            }
+            if objects.len() >= max {
+                return Err(SoRefusal::TooManyObjects { max });
+            }
+        }
+        let object = objects
+            .entry(name.to_owned())
+            .or_insert_with(|| Object::new(false, 1));
+        if object.persistent != persistent {
+            return Err(SoRefusal::PersistenceMismatch {
+                existing: object.persistent,
+            });
+        }
+        object.held = true;
+        Ok(())
+    }
+
+    /// The instance's app stopped: what it held stays only while clients use it (a persistent
+    /// object is saved, then unloaded, at the next tick).
+    pub fn release_app(&mut self, scope: &Scope) {
+        if let Some(objects) = self.scopes.get_mut(scope) {
+            for object in objects.values_mut() {
+                object.held = false;
+                object.lock_depth = 0;
+                if object.bump_on_unlock {
+                    object.bump_on_unlock = false;
+                    object.version = object.version.wrapping_add(1);
+                }
+            }
+            objects.retain(|_, o| o.persistent || !o.unused());
+        }
+        self.scopes.retain(|_, objects| !objects.is_empty());
+    }
+
+    /// The app sends `handler(args...)` to every subscriber at the next tick.
+    pub fn app_send(
+        &mut self,
+        scope: &Scope,
+        name: &str,
+        handler: &str,
+        args: Vec<Amf0Value>,
+    ) -> Result<(), SoRefusal> {
+        let limits = self.limits;
+        let object = self
+            .object_mut(scope, name)
+            .ok_or(SoRefusal::NoSuchObject)?;
+        let event = SoEvent::SendMessage {
+            handler: handler.to_owned(),
+            args,
+        };
+        let size = event.encoded_len();
+        if object.messages.len() >= limits.max_pending_messages
+            || object.message_bytes + size > limits.max_bytes
+        {
+            return Err(SoRefusal::TooManyMessages {
+                max: limits.max_pending_messages,
+            });
+        }
+        if let SoEvent::SendMessage { handler, args } = event {
+            object.messages.push((handler, args));
+            object.message_bytes += size;
+        }
+        Ok(())
+    }
+
+    /// Keys of a loaded object, in order.
+    pub fn keys(&self, scope: &Scope, name: &str) -> Option<Vec<String>> {
+        self.object(scope, name)
+            .map(|o| o.slots.keys().cloned().collect())
     }
 
     /// The app removes a slot; returns whether it was there.
@@ -694,12 +898,46 @@ impl SharedObjects {
         msg: &SoMessage,
         now_ms: u64,
     ) -> Handled {
+        self.handle_ruled(scope, client, msg, &[], now_ms)
+    }
+
+    /// [`handle`](Self::handle) with the app's [`Ruling`] for each event (`rulings[i]` for
+    /// `msg.events[i]`; missing ones allow). A denied Use stops the message as a refused one
+    /// does.
+    pub fn handle_ruled(
+        &mut self,
+        scope: &Scope,
+        client: ClientId,
+        msg: &SoMessage,
+        rulings: &[Ruling],
+        now_ms: u64,
+    ) -> Handled {
         let mut out = Handled::default();
         let name = msg.name.as_str();
         let persistent = msg.persistent();
-        for event in &msg.events {
-            let result = match event {
-                SoEvent::Use => match self.use_so(scope, client, name, persistent) {
+        for (i, event) in msg.events.iter().enumerate() {
+            let ruling = rulings.get(i).unwrap_or(&Ruling::Allow);
+            let result = match (event, ruling) {
+                (SoEvent::Use, Ruling::Deny(reason)) => {
+                    let refusal = SoRefusal::ReadDenied(reason.clone());
+                    out.replies.push(refusal.status_message(name, persistent));
+                    out.refused.push(refusal);
+                    return out;
+                }
+                (
+                    SoEvent::RequestChange { key, .. } | SoEvent::RequestRemove { key },
+                    Ruling::Deny(reason),
+                ) => Err(self.deny_change(scope, client, name, key, reason, now_ms)),
+                (
+                    SoEvent::RequestChange { key, .. } | SoEvent::RequestRemove { key },
+                    Ruling::Rewrite(SoEvent::RequestChange { value, .. }),
+                ) => self.request_change_rewritten(scope, client, name, key, value.clone(), now_ms),
+                (SoEvent::SendMessage { .. }, Ruling::Deny(_)) => Ok(()),
+                (
+                    SoEvent::SendMessage { .. },
+                    Ruling::Rewrite(SoEvent::SendMessage { handler, args }),
+                ) => self.send_message(scope, client, name, handler, args.clone(), now_ms),
+                (SoEvent::Use, _) => match self.use_so(scope, client, name, persistent) {
                     Ok(reply) => {
                         out.replies.push(reply.message);
                         Ok(())
@@ -710,25 +948,28 @@ impl SharedObjects {
                         return out;
                     }
                 },
-                SoEvent::Release => {
+                (SoEvent::Release, _) => {
                     self.release(scope, client, name);
                     Ok(())
                 }
-                SoEvent::RequestChange { key, value } => {
+                (SoEvent::RequestChange { key, value }, _) => {
                     self.request_change(scope, client, name, key, value.clone(), now_ms)
                 }
-                SoEvent::RequestRemove { key } => {
+                (SoEvent::RequestRemove { key }, _) => {
                     self.request_remove(scope, client, name, key, now_ms)
                 }
-                SoEvent::SendMessage { handler, args } => {
+                (SoEvent::SendMessage { handler, args }, _) => {
                     self.send_message(scope, client, name, handler, args.clone(), now_ms)
                 }
-                SoEvent::Change { .. }
-                | SoEvent::Success { .. }
-                | SoEvent::Status { .. }
-                | SoEvent::Clear
-                | SoEvent::Remove { .. }
-                | SoEvent::UseSuccess => Ok(()),
+                (
+                    SoEvent::Change { .. }
+                    | SoEvent::Success { .. }
+                    | SoEvent::Status { .. }
+                    | SoEvent::Clear
+                    | SoEvent::Remove { .. }
+                    | SoEvent::UseSuccess,
+                    _,
+                ) => Ok(()),
             };
             if let Err(refusal) = result {
                 out.refused.push(refusal);
@@ -775,7 +1016,7 @@ impl SharedObjects {
                     });
                 }
             }
-            objects.retain(|_, o| !o.subscribers.is_empty() || o.lock_depth > 0);
+            objects.retain(|_, o| !o.unused());
         }
         self.scopes.retain(|_, objects| !objects.is_empty());
         drained

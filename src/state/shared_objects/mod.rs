@@ -6,13 +6,15 @@
 //! owns the wiring: it [`SharedObjects::handle`]s each decoded type 19/16 body, sends the
 //! replies, ticks on a timer, and runs [`SoStore`] loads and saves in `spawn_blocking`.
 
+mod access;
 mod authority;
 mod limits;
 mod store;
 
+pub use access::SoAccess;
 pub use authority::{
-    ClientId, Drained, Handled, LEVEL_ERROR, Outgoing, SaveRequest, SharedObjects, SoRefusal,
-    UseReply,
+    ClientId, Drained, Handled, LEVEL_ERROR, Outgoing, Ruling, SaveRequest, SharedObjects,
+    SoRefusal, UseReply,
 };
 pub use limits::{SoLimits, valid_so_name};
 pub use store::{FileSoStore, SoStore, SoStoreError, StoredSo};

@@ -663,3 +663,131 @@ mod file_store {
         assert_eq!(again.get(&scope(), "room", "a"), Some(&num(1.0)));
     }
 }
+
+#[test]
+fn app_rulings_deny_with_the_old_value_rewrite_to_everyone_and_drop_messages() {
+    let mut so = with_two();
+    so.request_change(&scope(), 1, "chat", "topic", num(1.0), 0)
+        .unwrap();
+    so.tick();
+    let request = |key: &str, value| SoEvent::RequestChange {
+        key: key.to_owned(),
+        value,
+    };
+    let send = |text: &str| SoEvent::SendMessage {
+        handler: "say".into(),
+        args: vec![Amf0Value::string(text)],
+    };
+    let msg = SoMessage::new(
+        "chat",
+        2,
+        false,
+        vec![
+            request("topic", num(9.0)),
+            SoEvent::RequestRemove {
+                key: "topic".into(),
+            },
+            request("note", Amf0Value::string("rude")),
+            send("dropped"),
+            send("rude"),
+        ],
+    );
+    let rulings = [
+        Ruling::Deny("read only".into()),
+        Ruling::Deny("read only".into()),
+        Ruling::Rewrite(request("note", Amf0Value::string("r***"))),
+        Ruling::Deny("spam".into()),
+        Ruling::Rewrite(send("r***")),
+    ];
+    let handled = so.handle_ruled(&scope(), 2, &msg, &rulings, 0);
+    assert_eq!(
+        handled.refused,
+        [
+            SoRefusal::WriteDenied("read only".into()),
+            SoRefusal::WriteDenied("read only".into())
+        ]
+    );
+    assert_eq!(so.get(&scope(), "chat", "topic"), Some(&num(1.0)));
+    // Only the rewrite changed the object.
+    assert_eq!(so.version(&scope(), "chat"), Some(3));
+    let got = by_client(&so.tick());
+    let note = change("note", Amf0Value::string("r***"));
+    let relayed = send("r***");
+    assert_eq!(got[&1], [note.clone(), relayed.clone()]);
+    assert_eq!(
+        got[&2],
+        [
+            note,
+            change("topic", num(1.0)),
+            relayed,
+            status("SharedObject.NoWriteAccess")
+        ],
+        "the requester gets the rewritten value as a Change, its denied key's current value, and one status"
+    );
+}
+
+#[test]
+fn a_denied_use_subscribes_nobody_and_stops_the_message() {
+    let mut so = SharedObjects::new(SoLimits::default());
+    let msg = SoMessage::new(
+        "chat",
+        0,
+        false,
+        vec![
+            SoEvent::Use,
+            SoEvent::RequestChange {
+                key: "k".into(),
+                value: num(1.0),
+            },
+        ],
+    );
+    let handled = so.handle_ruled(&scope(), 1, &msg, &[Ruling::Deny("no".into())], 0);
+    assert_eq!(handled.refused, [SoRefusal::ReadDenied("no".into())]);
+    assert_eq!(
+        handled.replies,
+        [SoMessage::new(
+            "chat",
+            0,
+            false,
+            vec![status("SharedObject.NoReadAccess")]
+        )]
+    );
+    assert_eq!(so.version(&scope(), "chat"), None);
+}
+
+#[test]
+fn an_object_the_app_opened_lives_without_subscribers_until_the_app_releases_it() {
+    let mut so = SharedObjects::new(SoLimits::default());
+    so.open_for_app(&scope(), "members", false).unwrap();
+    so.set(&scope(), "members", "alice", num(7.0)).unwrap();
+    so.tick();
+    so.use_so(&scope(), 1, "members", false).unwrap();
+    so.release(&scope(), 1, "members");
+    so.tick();
+    assert_eq!(so.keys(&scope(), "members"), Some(vec!["alice".to_owned()]));
+    assert_eq!(
+        so.open_for_app(&scope(), "members", true),
+        Err(SoRefusal::PersistenceMismatch { existing: false })
+    );
+    assert_eq!(
+        so.open_for_app(&scope(), "saved", true),
+        Err(SoRefusal::NotLoaded)
+    );
+    // An app's Send Message reaches every subscriber.
+    so.use_so(&scope(), 2, "members", false).unwrap();
+    so.app_send(&scope(), "members", "hello", vec![num(1.0)])
+        .unwrap();
+    assert_eq!(
+        by_client(&so.tick())[&2],
+        [SoEvent::SendMessage {
+            handler: "hello".into(),
+            args: vec![num(1.0)]
+        }]
+    );
+    so.release(&scope(), 2, "members");
+    // A lock the app forgot does not keep it either.
+    so.lock(&scope(), "members");
+    so.release_app(&scope());
+    so.tick();
+    assert_eq!(so.names(&scope()), Vec::<String>::new());
+}
