@@ -462,10 +462,7 @@ fn tls_when_a_certificate_is_configured() {
     use std::sync::Arc;
 
     let dir = tempfile::tempdir().unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, ck.cert.pem()).unwrap();
-    std::fs::write(&key_path, ck.signing_key.serialize_pem()).unwrap();
+    let (cert_path, key_path) = gateway::write_cert(dir.path());
     let gw = with_admin(|c| {
         c.admin.tls_cert = Some(cert_path.clone());
         c.admin.tls_key = Some(key_path.clone());
@@ -474,7 +471,12 @@ fn tls_when_a_certificate_is_configured() {
     let a = gw.admin_addr();
 
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(ck.cert.der().clone()).unwrap();
+    let der =
+        <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::from_pem_file(
+            &cert_path,
+        )
+        .unwrap();
+    roots.add(der).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use wasmgate::apps::json::amf_to_json;
 use wasmgate::client::{ClientError, RtmpClient as OwnClient};
 use wasmgate::rtmp::amf::Amf0Value;
+use wasmgate::rtmp::shared_object::{SoEncoding, SoEvent, SoMessage};
 
 // CPython's start-up inside the guest takes a few hundred ms: the README's advice for such apps.
 const TOML: &str = r#"
@@ -152,6 +153,56 @@ fn python_guest_gates_publish_and_serves_calls() {
             .find(|s| s["name"] == "cam1")
             .unwrap_or_else(|| panic!("cam1 missing from {streams}"));
         assert_eq!(cam1["publishing"], true);
+
+        // Shared objects from Python: the guest writes a slot, a client using the object sees
+        // it, and the guest's rule denies clients' writes to `admin.*` keys.
+        let slot = [
+            Amf0Value::string("py"),
+            Amf0Value::string("admin.motd"),
+            Amf0Value::string("hello"),
+        ];
+        assert_eq!(call(&mut c, "so_set", &slot).await, Ok(Value::Null));
+        assert_eq!(call(&mut c, "so_get", &slot[..2]).await, Ok(json!("hello")));
+        assert_eq!(
+            call(&mut c, "so_keys", &slot[..1]).await,
+            Ok(json!(["admin.motd"]))
+        );
+        let so_msg = |events| SoMessage::new("py", 0, false, events);
+        let change = |key: &str| SoEvent::RequestChange {
+            key: key.into(),
+            value: Amf0Value::string("mine"),
+        };
+        let t = Duration::from_secs(10);
+        c.send_shared_object(&so_msg(vec![SoEvent::Use]), SoEncoding::Amf0)
+            .await
+            .unwrap();
+        let (_, reply) = c.next_shared_object(t).await.unwrap();
+        assert!(reply.events.contains(&SoEvent::Change {
+            key: "admin.motd".into(),
+            value: Amf0Value::string("hello")
+        }));
+        c.send_shared_object(
+            &so_msg(vec![change("admin.motd"), change("nick")]),
+            SoEncoding::Amf0,
+        )
+        .await
+        .unwrap();
+        let mut events = Vec::new();
+        while !events.iter().any(|e| matches!(e, SoEvent::Status { .. })) {
+            events.extend(c.next_shared_object(t).await.unwrap().1.events);
+        }
+        assert!(
+            events.contains(&SoEvent::Success { key: "nick".into() }),
+            "{events:?}"
+        );
+        assert!(events.contains(&SoEvent::Change {
+            key: "admin.motd".into(),
+            value: Amf0Value::string("hello")
+        }));
+        assert!(events.contains(&SoEvent::Status {
+            code: "SharedObject.NoWriteAccess".into(),
+            level: "error".into()
+        }));
 
         // An unknown method is `_error` with the guest's text.
         assert_eq!(

@@ -428,11 +428,7 @@ fn tls_turned_on_by_a_reload() {
     let gw = in_process_with_file(&path);
     assert!(gw.server.tls.acceptor().is_none());
 
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .expect("rcgen");
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = gateway::write_cert(dir.path());
     let tls = format!(
         "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
         cert.display(),

@@ -1,8 +1,10 @@
 //! Remote shared objects end to end over real sockets with the project client: concurrent
 //! changes seen in one order by every subscriber, a late joiner, Send Message, persistence across
-//! a gateway restart, the persistence rule, a limit refusal, AMF3 (type 16) framing, and a
-//! client speaking through the RTMPT tunnel next to one on plain RTMP.
+//! a gateway restart, the persistence rule, a limit refusal, AMF3 (type 16) framing, a client
+//! speaking through the RTMPT tunnel next to one on plain RTMP, one on RTMPS, and the `chat`
+//! guest ruling on changes and messages and keeping its member list in a shared object.
 
+mod apps;
 mod gateway;
 
 use std::collections::BTreeMap;
@@ -10,7 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use gateway::{Gateway, wait};
+use gateway::{Gateway, wait, write_cert};
 use wasmgate::client::{ClientError, RtmpClient};
 use wasmgate::config::Config;
 use wasmgate::rtmp::amf::Amf0Value;
@@ -49,6 +51,11 @@ impl Peer {
         let client = RtmpClient::connect(&gw.url("so/room"), vec![])
             .await
             .unwrap();
+        Peer::over(client, name, persistent, encoding)
+    }
+
+    /// A peer on a connection the caller made (another app, TLS).
+    fn over(client: RtmpClient, name: &str, persistent: bool, encoding: SoEncoding) -> Peer {
         Peer {
             client,
             encoding,
@@ -129,6 +136,11 @@ impl Peer {
                 .await
                 .unwrap_or_else(|e| panic!("stuck at version {} of {version}: {e}", self.version));
         }
+    }
+
+    /// Applies whatever arrives until 300 ms pass quietly.
+    async fn settle(&mut self) {
+        while self.recv(Duration::from_millis(300)).await.is_ok() {}
     }
 
     /// True when nothing arrives within `quiet`.
@@ -515,4 +527,191 @@ fn rtmpt_and_rtmp_clients_share_one_object() {
         .map(|c| c.transport)
         .collect();
     assert!(transports.contains(&"rtmpt") && transports.contains(&"rtmp"));
+}
+
+/// An RTMPS connection to the gateway's RTMP port, trusting only the certificate at `cert`.
+async fn connect_rtmps(gw: &Gateway, cert: &std::path::Path) -> RtmpClient {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(cert).unwrap())
+        .unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with the gateway");
+    let cfg = wasmgate::rtmp::client::ClientConfig::new(
+        "so",
+        format!("rtmps://localhost:{}/so", gw.addr.port()),
+    );
+    RtmpClient::connect_over(stream, cfg).await.unwrap()
+}
+
+#[test]
+fn rtmps_and_rtmp_clients_share_one_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_cert(dir.path());
+    let mut config = Config::default();
+    config.tls.cert = Some(cert.clone());
+    config.tls.key = Some(key);
+    let gw = Gateway::start_with(config);
+    rt().block_on(async {
+        let mut secure = Peer::over(
+            connect_rtmps(&gw, &cert).await,
+            "board",
+            false,
+            SoEncoding::Amf3,
+        );
+        let mut plain = Peer::connect(&gw, "board", false, SoEncoding::Amf0).await;
+        for p in [&mut secure, &mut plain] {
+            p.use_so().await;
+            p.recv(T).await.unwrap();
+        }
+        secure.change("via", Amf0Value::string("rtmps")).await;
+        plain.catch_up(2).await;
+        assert_eq!(plain.slots.get("via"), Some(&Amf0Value::string("rtmps")));
+        plain.change("via", Amf0Value::string("rtmp")).await;
+        secure.catch_up(3).await;
+        assert_eq!(secure.slots.get("via"), Some(&Amf0Value::string("rtmp")));
+        let mut transports: Vec<_> = gw
+            .core()
+            .clients()
+            .list()
+            .iter()
+            .map(|c| c.transport)
+            .collect();
+        transports.sort();
+        assert_eq!(transports, ["rtmp", "rtmps"]);
+    });
+}
+
+/// A connection to the `chat` app (instance `_definst_`).
+async fn chat_client(gw: &Gateway) -> RtmpClient {
+    RtmpClient::connect(&gw.url("chat/lobby"), vec![])
+        .await
+        .unwrap()
+}
+
+#[test]
+fn the_chat_guest_owns_its_member_list_and_moderates_changes_and_messages() {
+    let apps_dir = tempfile::tempdir().unwrap();
+    apps::install_app(
+        apps_dir.path(),
+        "chat",
+        "chat",
+        "[settings]\nbanned = [\"badword\"]\nmax_text = 64\n",
+    );
+    let gw = apps::gateway_with_apps(apps_dir.path(), |_| {});
+    let chat = Scope::new("chat", "_definst_");
+    rt().block_on(async {
+        let mut alice = chat_client(&gw).await;
+        let joined = alice
+            .call("join", &[Amf0Value::string("alice")])
+            .await
+            .unwrap();
+        assert!(joined.is_ok(), "join answered {joined:?}");
+
+        // The guest wrote its member list into the shared object `members`.
+        let mut bob = Peer::over(chat_client(&gw).await, "members", false, SoEncoding::Amf0);
+        bob.use_so().await;
+        let events = bob.recv(T).await.unwrap();
+        assert_eq!(events[..2], [SoEvent::UseSuccess, SoEvent::Clear]);
+        assert_eq!(bob.slots.keys().collect::<Vec<_>>(), ["alice"]);
+        // A Use between the guest's write and the next tick also gets that tick's Change.
+        bob.settle().await;
+
+        // Clients may not write it: denied, and bob's optimistic copy is put back.
+        let before = bob.version;
+        bob.change("mallory", Amf0Value::Number(1.0)).await;
+        let events = bob.recv(T).await.unwrap();
+        assert_eq!(
+            events,
+            [
+                SoEvent::Remove {
+                    key: "mallory".into()
+                },
+                SoEvent::Status {
+                    code: "SharedObject.NoWriteAccess".into(),
+                    level: "error".into()
+                }
+            ]
+        );
+        assert_eq!(bob.version, before, "a denied change is no new version");
+        assert_eq!(
+            gw.core()
+                .shared_objects()
+                .with(|a| a.keys(&chat, "members")),
+            Some(vec!["alice".to_owned()])
+        );
+
+        // Other objects are the clients', moderated: a banned word is masked for everyone, the
+        // writer included (it gets Change with the app's value, not Success).
+        let mut carol = Peer::over(chat_client(&gw).await, "notes", false, SoEncoding::Amf0);
+        let mut dave = Peer::over(chat_client(&gw).await, "notes", false, SoEncoding::Amf3);
+        for p in [&mut carol, &mut dave] {
+            p.use_so().await;
+            p.recv(T).await.unwrap();
+        }
+        carol
+            .change("n1", Amf0Value::string("a BadWord here"))
+            .await;
+        let masked = SoEvent::Change {
+            key: "n1".into(),
+            value: Amf0Value::string("a *** here"),
+        };
+        assert_eq!(carol.recv(T).await.unwrap(), std::slice::from_ref(&masked));
+        assert_eq!(dave.recv(T).await.unwrap(), [masked]);
+        // Too long: denied, carol gets the current value back.
+        carol.change("n1", Amf0Value::string("x".repeat(100))).await;
+        let events = carol.recv(T).await.unwrap();
+        assert_eq!(
+            events[0],
+            SoEvent::Change {
+                key: "n1".into(),
+                value: Amf0Value::string("a *** here")
+            }
+        );
+        assert_eq!(carol.statuses, ["SharedObject.NoWriteAccess"]);
+
+        // Send Message: masked on the way, a too-long one dropped.
+        carol
+            .send(vec![SoEvent::SendMessage {
+                handler: "say".into(),
+                args: vec![Amf0Value::string("y".repeat(100))],
+            }])
+            .await;
+        carol
+            .send(vec![SoEvent::SendMessage {
+                handler: "say".into(),
+                args: vec![Amf0Value::string("badword!")],
+            }])
+            .await;
+        dave.recv(T).await.unwrap();
+        assert_eq!(
+            dave.messages,
+            [("say".to_owned(), vec![Amf0Value::string("***!")])]
+        );
+        assert!(dave.silent(Duration::from_millis(300)).await);
+
+        // Leaving removes the member for every subscriber.
+        let left = alice.call("leave", &[]).await.unwrap();
+        assert!(left.is_ok(), "leave answered {left:?}");
+        let events = bob.recv(T).await.unwrap();
+        assert_eq!(
+            events,
+            [SoEvent::Remove {
+                key: "alice".into()
+            }]
+        );
+    });
 }

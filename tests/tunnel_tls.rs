@@ -11,19 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use gateway::Gateway;
+use gateway::{Gateway, write_cert};
 use wasmgate::config::Config;
-
-/// Writes a fresh self-signed certificate for 127.0.0.1/localhost into `dir`.
-fn write_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .expect("rcgen");
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-    (cert, key)
-}
 
 fn tls_gateway(dir: &Path) -> Gateway {
     let (cert, key) = write_cert(dir);

@@ -15,6 +15,10 @@
 //! order (a Use of a persistent object waits for its load there, not in the connection task)
 //! and, when the connection drops its [`SoLink`], releases the client everywhere: the release
 //! runs after every message the client sent, so a late Use cannot re-subscribe a gone client.
+//! A client of a Wasm app waits there, too, for the app's rulings on each message (one
+//! round trip to the instance actor), so its order holds and no other client waits.
+//!
+//! Apps' own host calls reach the hub through [`SoAccess`], which it implements.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -93,3 +93,15 @@ pub fn wait(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// Writes a fresh self-signed certificate for 127.0.0.1/localhost into `dir` as `cert.pem` and
+/// `key.pem`, for `[tls]` or `[admin] tls_*`.
+pub fn write_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("rcgen");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}

@@ -41,10 +41,11 @@ fn members() -> BTreeMap<String, ClientId> {
     let list = members_so();
     let mut out = BTreeMap::new();
     for name in so::keys(&list).unwrap_or_default() {
+        // AMF has one number type: the id comes back as a JSON float.
         if let Ok(Some(id)) = so::get(&list, &name)
-            && let Some(id) = id.as_u64()
+            && let Some(id) = id.as_f64()
         {
-            out.insert(name, id);
+            out.insert(name, id as ClientId);
         }
     }
     out
