@@ -6,6 +6,12 @@
 //! them as real players do, which also keeps servers from dropping them as silent); a few
 //! "probe" players keep parsing every message to measure dropped frames, stalls and latency.
 //! With `--server-pid`, the server's CPU time and memory are sampled over the measured window.
+//!
+//! `--so NAME` switches to the remote shared object load instead (`so.rs`, for
+//! `scripts/bench-so.sh`): subscribers of one shared object, writers changing it at a fixed
+//! rate, and the delivery of every change measured.
+
+mod so;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,10 +30,11 @@ use wasmgate::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
     about = "RTMP fan-out load generator and probe"
 )]
 struct Args {
-    /// Stream to play: rtmp://host[:port]/app[/instance]/stream
+    /// Stream to play: rtmp://host[:port]/app[/instance]/stream (with --so:
+    /// rtmp://host[:port]/app[/instance], the scope of the shared object).
     #[arg(long)]
     url: String,
-    /// Byte-counting players.
+    /// Byte-counting players (with --so: shared-object subscribers).
     #[arg(long, default_value_t = 100)]
     players: usize,
     /// Fully parsing probe players (measure drops, stalls, latency).
@@ -56,6 +63,25 @@ struct Args {
     /// Label printed with the result.
     #[arg(long, default_value = "")]
     label: String,
+    /// Shared-object mode: the --players subscribers Use this remote shared object and
+    /// --so-writers connections change it at --so-rate over the --duration window; reports
+    /// deliveries, latency and server CPU per delivered change (--probes, --idle and --start
+    /// do not apply).
+    #[arg(long, value_name = "NAME")]
+    so: Option<String>,
+    /// Use a persistent shared object (default: temporary).
+    #[arg(long, requires = "so")]
+    so_persistent: bool,
+    /// Writer connections; the rate is split evenly between them.
+    #[arg(long, default_value_t = 1, requires = "so")]
+    so_writers: usize,
+    /// Changes per second, all writers together.
+    #[arg(long, default_value_t = 50.0, requires = "so")]
+    so_rate: f64,
+    /// Keys the writers rotate over (change k sets key k mod this); 1 makes every change in a
+    /// tick overwrite the last, which the server coalesces.
+    #[arg(long, default_value_t = 64, requires = "so")]
+    so_keys: usize,
 }
 
 /// Per-probe measurements, reduced when the run ends.
@@ -82,6 +108,24 @@ struct Shared {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if let Some(name) = args.so {
+        let code = so::run(so::SoOptions {
+            url: args.url,
+            name,
+            persistent: args.so_persistent,
+            subscribers: args.players,
+            writers: args.so_writers,
+            rate: args.so_rate,
+            keys: args.so_keys,
+            warmup: args.warmup,
+            duration: args.duration,
+            ramp_concurrency: args.ramp_concurrency,
+            server_pids: args.server_pids,
+            label: args.label,
+        })
+        .await;
+        std::process::exit(code);
+    }
     let url = match RtmpUrl::parse(&args.url) {
         Ok(u) if u.stream.is_some() => u,
         _ => {
@@ -245,7 +289,7 @@ async fn main() {
 
 static PROBE_RESULTS: std::sync::Mutex<Vec<ProbeStats>> = std::sync::Mutex::new(Vec::new());
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Connects and plays; byte-counting players never return until the process ends.
 async fn run_player(
@@ -436,12 +480,17 @@ async fn probe_loop(
 }
 
 fn percentiles(v: &mut [f64]) -> (f64, f64) {
-    if v.is_empty() {
-        return (0.0, 0.0);
-    }
     v.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.99))
+    (
+        percentile(v, 0.5).unwrap_or(0.0),
+        percentile(v, 0.99).unwrap_or(0.0),
+    )
+}
+
+/// The `q` quantile (0..=1, nearest rank) of sorted values.
+fn percentile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    let last = sorted.len().checked_sub(1)?;
+    sorted.get((last as f64 * q).round() as usize).copied()
 }
 
 /// utime + stime of a process (all threads), in clock ticks.
