@@ -2,11 +2,13 @@
 //! temporary and a persistent object of the built-in live app and set slots; the admin API lists
 //! them with their versions and subscribers, returns one object's slots as JSON, answers 404 for
 //! an unknown object and an empty list for an unknown instance, and `/metrics` counts the
-//! messages.
+//! messages. The `chat` guest's member list, an object the app holds with nobody subscribed,
+//! is listed as held by the app.
 //!
-//! One test in its own binary: the Prometheus recorder is process-wide, so a second gateway
-//! scraped at the same time could overwrite the figures this test reads.
+//! Only the first test scrapes `/metrics`, in its own binary: the Prometheus recorder is
+//! process-wide, so another gateway scraped at the same time could overwrite its figures.
 
+mod apps;
 mod gateway;
 
 use std::collections::BTreeSet;
@@ -172,10 +174,12 @@ fn admin_api_lists_shared_objects_with_slots_subscribers_and_metrics() {
                 {
                     "name": "notes", "persistent": true, "version": 2, "slots": 1,
                     "bytes": list[0]["bytes"], "subscribers": 1, "subscriber_ids": [ids[0]],
+                    "held_by_app": false,
                 },
                 {
                     "name": board, "persistent": false, "version": 4, "slots": 3,
                     "bytes": list[1]["bytes"], "subscribers": 2, "subscriber_ids": ids,
+                    "held_by_app": false,
                 },
             ]),
             "{list:#}"
@@ -248,5 +252,43 @@ fn admin_api_lists_shared_objects_with_slots_subscribers_and_metrics() {
         ) == json!([])));
         let (status, _) = get(admin, path);
         assert_eq!(status, 404);
+    });
+}
+
+#[test]
+fn an_object_the_chat_guest_holds_is_listed_without_subscribers() {
+    let apps_dir = tempfile::tempdir().unwrap();
+    apps::install_app(apps_dir.path(), "chat", "chat", "");
+    let gw = apps::gateway_with_apps(apps_dir.path(), |c| {
+        c.admin.listen = "127.0.0.1:0".parse().unwrap();
+        c.admin.token = Some(TOKEN.into());
+    });
+    let admin = gw.admin_addr();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut alice = RtmpClient::connect(&gw.url("chat/lobby"), vec![])
+            .await
+            .unwrap();
+        let joined = alice
+            .call("join", &[Amf0Value::string("alice")])
+            .await
+            .unwrap();
+        assert!(joined.is_ok(), "join answered {joined:?}");
+        let id = get_json(admin, "/api/v1/clients")[0]["id"].clone();
+
+        // The guest wrote `members` (nickname -> client id); no client uses it.
+        let one = get_json(admin, "/api/v1/apps/chat/_definst_/shared-objects/members");
+        assert_eq!(one["held_by_app"], true, "{one:#}");
+        assert_eq!(one["persistent"], false);
+        assert_eq!(one["subscribers"], 0);
+        assert_eq!(one["subscriber_ids"], json!([]));
+        assert_eq!(one["slots"], 1);
+        assert_eq!(one["data"]["alice"].as_f64(), id.as_f64(), "{one:#}");
+        let list = get_json(admin, "/api/v1/apps/chat/_definst_/shared-objects");
+        assert_eq!(list.as_array().map(Vec::len), Some(1), "{list:#}");
+        assert_eq!(list[0]["name"], "members");
     });
 }

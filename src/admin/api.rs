@@ -381,11 +381,13 @@ fn so_summary_json(s: &SoSummary) -> Value {
         "bytes": s.bytes,
         "subscribers": s.subscribers.len(),
         "subscriber_ids": s.subscribers,
+        "held_by_app": s.held_by_app,
     })
 }
 
 /// The loaded shared objects of `app/instance`, any app (the built-in live app's instances have
-/// them too); an instance with none, or that nobody uses, has an empty list.
+/// them too): those clients use and those the instance's Wasm app opened; an unknown app or
+/// instance has an empty list.
 fn shared_objects(state: &AdminState, app: &str, instance: &str) -> Value {
     let scope = Scope::new(app, instance);
     let list = state.core.shared_objects().with(|so| so.describe(&scope));

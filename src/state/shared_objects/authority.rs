@@ -1035,6 +1035,8 @@ pub struct SoSummary {
     pub bytes: usize,
     /// Subscribed clients, in id order.
     pub subscribers: Vec<ClientId>,
+    /// The instance's app opened it (a host call), so it stays loaded without subscribers.
+    pub held_by_app: bool,
 }
 
 /// Loaded objects and subscriptions over every scope: the metrics' gauges.
@@ -1084,5 +1086,6 @@ fn summarise(name: &str, o: &Object) -> SoSummary {
         slots: o.slots.len(),
         bytes: o.bytes,
         subscribers: o.subscribers.iter().copied().collect(),
+        held_by_app: o.held,
     }
 }

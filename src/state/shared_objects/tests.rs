@@ -817,6 +817,7 @@ fn summaries_and_totals_follow_uses_and_changes() {
             slots: 1,
             bytes: so.bytes(&scope(), "chat").unwrap(),
             subscribers: vec![1, 2],
+            held_by_app: false,
         }
     );
     assert!(list[1].persistent && list[1].subscribers == [2]);
@@ -842,4 +843,9 @@ fn summaries_and_totals_follow_uses_and_changes() {
             subscriptions: 2
         }
     );
+    // An object the app opened is listed, and counted, without a subscriber.
+    so.open_for_app(&scope(), "members", false).unwrap();
+    let members = so.summary(&scope(), "members").unwrap();
+    assert!(members.held_by_app && members.subscribers.is_empty());
+    assert_eq!(so.totals().objects, 3);
 }
