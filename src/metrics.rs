@@ -3,9 +3,9 @@
 //!
 //! The exporter (the Prometheus recorder and `/metrics`) is the admin view's
 //! (`admin/metrics.rs`). Counters that already live in atomics on the hot path (bytes,
-//! connection totals) or in the RTMPT tunnel's own stats are copied into the recorder when
-//! `/metrics` is scraped, so reading and writing media costs no extra map lookup. Everything else
-//! is recorded where it happens.
+//! connection totals, shared-object messages) or in the RTMPT tunnel's own stats are copied into
+//! the recorder when `/metrics` is scraped, so reading and writing media costs no extra map
+//! lookup. Everything else is recorded where it happens.
 
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 
@@ -43,6 +43,11 @@ pub const VOD_PLAYS: &str = "wasmgate_vod_plays_total";
 pub const VOD_SEEKS: &str = "wasmgate_vod_seeks_total";
 pub const UPTIME: &str = "wasmgate_uptime_seconds";
 pub const CONFIG_RELOADS: &str = "wasmgate_config_reloads_total";
+pub const SO_MESSAGES_IN: &str = "wasmgate_shared_object_messages_in_total";
+pub const SO_MESSAGES_OUT: &str = "wasmgate_shared_object_messages_out_total";
+pub const SO_DROPPED: &str = "wasmgate_shared_object_dropped_total";
+pub const SHARED_OBJECTS: &str = "wasmgate_shared_objects";
+pub const SO_SUBSCRIBERS: &str = "wasmgate_shared_object_subscribers";
 
 /// Describes every series and registers the error series at zero, so dashboards and alerts
 /// see them before the first event. Called once, by whoever installs the recorder.
@@ -125,6 +130,23 @@ pub fn describe() {
         CONFIG_RELOADS,
         "Config reloads (SIGHUP, admin API), applied or refused."
     );
+    describe_counter!(
+        SO_MESSAGES_IN,
+        "Shared-object messages from clients handled by the authority, refused requests included."
+    );
+    describe_counter!(
+        SO_MESSAGES_OUT,
+        "Shared-object messages queued to clients (Use replies, statuses, changes)."
+    );
+    describe_counter!(
+        SO_DROPPED,
+        "Shared-object messages dropped because a client's queue was full."
+    );
+    describe_gauge!(SHARED_OBJECTS, "Shared objects loaded, every app instance.");
+    describe_gauge!(
+        SO_SUBSCRIBERS,
+        "Shared-object subscriptions (a client using two objects counts twice)."
+    );
     describe_gauge!(UPTIME, "Seconds since the gateway started.");
     // Register the error series at zero so dashboards and alerts see them before the first event.
     for t in TRANSPORTS {
@@ -148,8 +170,14 @@ pub fn describe() {
         GUEST_CALLS,
         GUEST_TRAPS,
         GUEST_DEADLINES,
+        SO_MESSAGES_IN,
+        SO_MESSAGES_OUT,
+        SO_DROPPED,
     ] {
         counter!(name).absolute(0);
+    }
+    for name in [SHARED_OBJECTS, SO_SUBSCRIBERS] {
+        gauge!(name).set(0.0);
     }
 }
 

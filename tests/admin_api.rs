@@ -238,6 +238,12 @@ fn errors_are_json_and_openapi_lists_every_route() {
         ("DELETE", "/api/v1/streams/live/_definst_/nope", 404),
         ("DELETE", "/api/v1/recordings/live/_definst_/nope", 404),
         ("POST", "/api/v1/recordings", 405),
+        (
+            "GET",
+            "/api/v1/apps/live/_definst_/shared-objects/nope",
+            404,
+        ),
+        ("POST", "/api/v1/apps/live/_definst_/shared-objects", 405),
     ] {
         let r = call(a, method, path);
         assert_eq!(r.status, status, "{method} {path}: {}", r.body);
@@ -258,6 +264,8 @@ fn errors_are_json_and_openapi_lists_every_route() {
         ("get", "/api/v1/apps/{app}"),
         ("post", "/api/v1/apps/{app}/reload"),
         ("post", "/api/v1/apps/{app}/unload"),
+        ("get", "/api/v1/apps/{app}/{instance}/shared-objects"),
+        ("get", "/api/v1/apps/{app}/{instance}/shared-objects/{name}"),
         ("get", "/api/v1/clients"),
         ("get", "/api/v1/clients/{id}"),
         ("delete", "/api/v1/clients/{id}"),

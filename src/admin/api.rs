@@ -17,9 +17,12 @@ use super::allow::{bearer_matches, effective_client};
 use super::apps::AppError;
 use super::apps::rfc3339;
 use super::state::AdminState;
+use crate::apps::json::amf_to_json;
 use crate::gateway::OPERATOR_KICK;
 use crate::media::StreamKey;
 use crate::media::record::RecordingInfo;
+use crate::state::Scope;
+use crate::state::shared_objects::SoSummary;
 
 type Resp = Response<Full<Bytes>>;
 
@@ -113,6 +116,12 @@ async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) ->
                 &format!("no application named {app:?}"),
             ),
         },
+        (Method::GET, ["apps", app, instance, "shared-objects"]) => {
+            ok(shared_objects(state, app, instance))
+        }
+        (Method::GET, ["apps", app, instance, "shared-objects", name]) => {
+            shared_object(state, app, instance, name)
+        }
         (Method::POST, ["apps", app, "reload"]) => match state.apps.reload(app) {
             Ok(a) => {
                 info!(app, digest = ?a.module_digest, "app reloaded by operator");
@@ -363,8 +372,54 @@ fn stop_recording(state: &AdminState, app: &str, instance: &str, name: &str) -> 
     }
 }
 
+fn so_summary_json(s: &SoSummary) -> Value {
+    json!({
+        "name": s.name,
+        "persistent": s.persistent,
+        "version": s.version,
+        "slots": s.slots,
+        "bytes": s.bytes,
+        "subscribers": s.subscribers.len(),
+        "subscriber_ids": s.subscribers,
+        "held_by_app": s.held_by_app,
+    })
+}
+
+/// The loaded shared objects of `app/instance`, any app (the built-in live app's instances have
+/// them too): those clients use and those the instance's Wasm app opened; an unknown app or
+/// instance has an empty list.
+fn shared_objects(state: &AdminState, app: &str, instance: &str) -> Value {
+    let scope = Scope::new(app, instance);
+    let list = state.core.shared_objects().with(|so| so.describe(&scope));
+    Value::Array(list.iter().map(so_summary_json).collect())
+}
+
+/// One shared object: its summary and its slots as `data` (AMF turned into JSON the way the app
+/// host hands values to guests). Summary and slots are read under one lock, so they agree.
+fn shared_object(state: &AdminState, app: &str, instance: &str, name: &str) -> Resp {
+    let scope = Scope::new(app, instance);
+    let found = state
+        .core
+        .shared_objects()
+        .with(|so| Some((so.summary(&scope, name)?, so.slots(&scope, name)?)));
+    let Some((summary, slots)) = found else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("no shared object {name:?} is loaded in {scope}"),
+        );
+    };
+    let mut v = so_summary_json(&summary);
+    let data: serde_json::Map<String, Value> = slots
+        .iter()
+        .map(|(k, value)| (k.clone(), amf_to_json(value)))
+        .collect();
+    v["data"] = Value::Object(data);
+    ok(v)
+}
+
 fn metrics(state: &AdminState) -> Resp {
     super::metrics::refresh(&state.core.stats());
+    super::metrics::refresh_shared_objects(&state.core.shared_objects().stats());
     for export in &state.on_scrape {
         export();
     }

@@ -1,5 +1,6 @@
 //! The Prometheus exporter behind `/metrics`: the process-wide recorder, and the copy of the
-//! core's stats snapshot into it at scrape time (names and recording live in `crate::metrics`).
+//! core's stats snapshot and the shared-object hub's counters into it at scrape time (names
+//! and recording live in `crate::metrics`).
 
 use std::sync::OnceLock;
 
@@ -7,9 +8,10 @@ use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::gateway::StatsSnapshot;
+use crate::gateway::shared_objects::SoHubStats;
 use crate::metrics::{
-    BYTES_IN, BYTES_OUT, CONNECTIONS_REJECTED, MESSAGES_IN, PLAYERS, STREAMS, STREAMS_PUBLISHING,
-    UPTIME,
+    BYTES_IN, BYTES_OUT, CONNECTIONS_REJECTED, MESSAGES_IN, PLAYERS, SHARED_OBJECTS, SO_DROPPED,
+    SO_MESSAGES_IN, SO_MESSAGES_OUT, SO_SUBSCRIBERS, STREAMS, STREAMS_PUBLISHING, UPTIME,
 };
 
 /// Installs the process-wide recorder once and returns its render handle. Later calls (several
@@ -39,4 +41,13 @@ pub fn refresh(s: &StatsSnapshot) {
     gauge!(STREAMS_PUBLISHING).set(s.publishing as f64);
     gauge!(PLAYERS).set(s.players as f64);
     gauge!(UPTIME).set(s.uptime.as_secs_f64());
+}
+
+/// Copies the shared-object hub's counters (atomics on its request path) and totals.
+pub fn refresh_shared_objects(s: &SoHubStats) {
+    counter!(SO_MESSAGES_IN).absolute(s.messages_in);
+    counter!(SO_MESSAGES_OUT).absolute(s.messages_out);
+    counter!(SO_DROPPED).absolute(s.dropped);
+    gauge!(SHARED_OBJECTS).set(s.objects as f64);
+    gauge!(SO_SUBSCRIBERS).set(s.subscriptions as f64);
 }

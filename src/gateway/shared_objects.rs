@@ -55,6 +55,10 @@ pub struct SoHub {
     tick: Duration,
     /// Messages a full client queue made us drop.
     dropped: AtomicU64,
+    /// Client messages handed to the authority (applied or refused).
+    messages_in: AtomicU64,
+    /// Messages queued to clients (replies and tick deliveries).
+    messages_out: AtomicU64,
     epoch: Instant,
 }
 
@@ -98,6 +102,8 @@ impl SoHub {
             client_queue: client_queue.max(1),
             tick,
             dropped: AtomicU64::new(0),
+            messages_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
@@ -236,6 +242,7 @@ impl SoHub {
         rulings: &[Ruling],
     ) {
         let now_ms = self.epoch.elapsed().as_millis() as u64;
+        self.messages_in.fetch_add(1, Ordering::Relaxed);
         let handled = inner
             .authority
             .handle_ruled(scope, client, message, rulings, now_ms);
@@ -265,7 +272,9 @@ impl SoHub {
             return;
         };
         match tx.try_send(message) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.messages_out.fetch_add(1, Ordering::Relaxed);
+            }
             Err(mpsc::error::TrySendError::Full(m)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 warn!(client, so = %m.name, "shared object message dropped: client queue full");
@@ -312,6 +321,34 @@ impl SoHub {
             self.tick_once().await;
         }
     }
+
+    /// The hub's counters and the authority's totals, for `/metrics` (read when it is scraped,
+    /// so the request path pays one relaxed add per message and nothing more).
+    pub fn stats(&self) -> SoHubStats {
+        let totals = self.with(SharedObjects::totals);
+        SoHubStats {
+            messages_in: self.messages_in.load(Ordering::Relaxed),
+            messages_out: self.messages_out.load(Ordering::Relaxed),
+            dropped: self.dropped(),
+            objects: totals.objects,
+            subscriptions: totals.subscriptions,
+        }
+    }
+}
+
+/// What [`SoHub::stats`] reports.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SoHubStats {
+    /// Client messages handed to the authority, refused ones included.
+    pub messages_in: u64,
+    /// Messages queued to clients: Use replies, refusal statuses and tick deliveries.
+    pub messages_out: u64,
+    /// Messages dropped because a client's queue was full.
+    pub dropped: u64,
+    /// Shared objects loaded, every scope.
+    pub objects: usize,
+    /// Subscriptions, every object of every scope.
+    pub subscriptions: usize,
 }
 
 /// Whether the app rules on this event (the rest are applied without asking).
@@ -444,5 +481,48 @@ mod tests {
         }
         assert_eq!(hub.attached(), 1);
         assert_eq!(hub.with(|s| s.subscribers(&scope, "so")), Some(vec![2]));
+    }
+
+    #[tokio::test]
+    async fn stats_count_messages_in_and_out_and_the_authoritys_totals() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Arc::new(SoHub::new(
+            SoLimits::default(),
+            Arc::new(FileSoStore::new(dir.path())),
+            16,
+            Duration::from_millis(50),
+        ));
+        let scope = Scope::new("app", "inst");
+        let (mut a, mut b) = (
+            hub.attach(1, scope.clone(), None),
+            hub.attach(2, scope.clone(), None),
+        );
+        let use_msg = SoMessage::new("so", 0, false, vec![SoEvent::Use]);
+        assert!(a.submit(use_msg.clone()) && b.submit(use_msg));
+        next(&mut a).await;
+        next(&mut b).await;
+        let change = SoEvent::RequestChange {
+            key: "k".into(),
+            value: Amf0Value::Number(1.0),
+        };
+        assert!(a.submit(SoMessage::new("so", 1, false, vec![change])));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while hub.stats().messages_in != 3 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        hub.tick_once().await;
+        next(&mut a).await;
+        next(&mut b).await;
+        assert_eq!(
+            hub.stats(),
+            SoHubStats {
+                messages_in: 3,
+                // Two Use replies, then a Success to `a` and a Change to `b`.
+                messages_out: 4,
+                dropped: 0,
+                objects: 1,
+                subscriptions: 2,
+            }
+        );
     }
 }

@@ -1,15 +1,16 @@
 // Drives the wasmgate admin dashboard in headless Debian chromium through playwright-core.
-// Usage: node dashboard.mjs ADMIN_URL STREAM_PATH SCREENSHOT.png [TOKEN]
-// Checks that the page shows the live stream (with a bitrate) and a bandwidth figure, keeps a
-// screenshot, then uses the reload, reload-config, kick (on a player) and stop buttons. Prints one JSON line; exit 0 = pass.
+// Usage: node dashboard.mjs ADMIN_URL STREAM_PATH SCREENSHOT.png [TOKEN [SO_PATH]]
+// Checks that the page shows the live stream (with a bitrate) and a bandwidth figure, and, with
+// SO_PATH (app/instance/name), that shared object's row and slots; keeps a screenshot, then uses
+// the reload, reload-config, kick (on a player) and stop buttons. Prints one JSON line; exit 0 = pass.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const [url, streamPath, shot, token] = process.argv.slice(2);
+const [url, streamPath, shot, token, soPath] = process.argv.slice(2);
 if (!url || !streamPath || !shot) {
-  console.error("usage: node dashboard.mjs ADMIN_URL STREAM_PATH SCREENSHOT.png [TOKEN]");
+  console.error("usage: node dashboard.mjs ADMIN_URL STREAM_PATH SCREENSHOT.png [TOKEN [SO_PATH]]");
   process.exit(2);
 }
 
@@ -66,6 +67,18 @@ try {
   result.bandwidth_out = await page.locator("#bw-out").innerText();
   result.clients = await page.locator("#clients tbody tr[data-client]").count();
   result.apps = await page.locator("#apps tbody tr[data-app]").count();
+  // The shared object's row (name, persistence, version, slots, subscribers) and its slots.
+  let soSubscribers = [];
+  if (soPath) {
+    const so = page.locator(`#sos tr[data-so="${soPath}"]`);
+    await so.waitFor({ state: "visible" });
+    result.so_cells = (await so.locator("td").allInnerTexts()).map((t) => t.replace(/\s+/g, " ").trim());
+    soSubscribers = (await so.getAttribute("data-subscribers")).split(",").filter(Boolean);
+    await so.locator("button[data-so-name]").click();
+    await page.locator("#so-data").waitFor({ state: "visible" });
+    result.so_data = await page.locator("#so-data").innerText();
+    result.steps.push("shared object shown");
+  }
   // Let the graph gather a few samples before the picture is taken.
   await page.waitForTimeout(2500);
   await page.screenshot({ path: shot, fullPage: true });
@@ -84,9 +97,11 @@ try {
   result.config_reload_status = await page.locator("#status").innerText();
   result.steps.push("config reload clicked");
 
-  // Kick button: the player (any client that is not the publisher) leaves the table.
+  // Kick button: the player (a client that is neither the publisher nor using the shared
+  // object) leaves the table.
   const publisher = await row.getAttribute("data-publisher");
-  const player = page.locator(`#clients tr[data-client]:not([data-client="${publisher}"])`).first();
+  const others = [publisher, ...soSubscribers].map((id) => `:not([data-client="${id}"])`).join("");
+  const player = page.locator(`#clients tr[data-client]${others}`).first();
   const playerId = await player.getAttribute("data-client");
   await player.locator("button[data-kick]").click();
   await page.locator(`#clients tr[data-client="${playerId}"]`).waitFor({ state: "detached" });

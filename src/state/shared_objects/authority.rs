@@ -1022,3 +1022,70 @@ impl SharedObjects {
         drained
     }
 }
+
+/// One loaded shared object as an operator sees it (the admin API's list, the dashboard).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoSummary {
+    pub name: String,
+    pub persistent: bool,
+    pub version: u32,
+    /// Number of slots.
+    pub slots: usize,
+    /// What the slots count against [`SoLimits::max_bytes`].
+    pub bytes: usize,
+    /// Subscribed clients, in id order.
+    pub subscribers: Vec<ClientId>,
+    /// The instance's app opened it (a host call), so it stays loaded without subscribers.
+    pub held_by_app: bool,
+}
+
+/// Loaded objects and subscriptions over every scope: the metrics' gauges.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SoTotals {
+    pub objects: usize,
+    /// Subscriptions summed over objects (a client using two objects counts twice).
+    pub subscriptions: usize,
+}
+
+/// Read-only views for operators. Each reads one consistent state (the caller holds whatever
+/// lock guards the authority), so a summary's version and slot count always belong together.
+impl SharedObjects {
+    /// Whether a loaded object is persistent; `None` when it is not loaded.
+    pub fn persistent(&self, scope: &Scope, name: &str) -> Option<bool> {
+        self.object(scope, name).map(|o| o.persistent)
+    }
+
+    /// One loaded object's summary.
+    pub fn summary(&self, scope: &Scope, name: &str) -> Option<SoSummary> {
+        self.object(scope, name).map(|o| summarise(name, o))
+    }
+
+    /// Every loaded object of an instance, in name order (empty for an unknown instance).
+    pub fn describe(&self, scope: &Scope) -> Vec<SoSummary> {
+        self.scopes
+            .get(scope)
+            .map(|objects| objects.iter().map(|(n, o)| summarise(n, o)).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn totals(&self) -> SoTotals {
+        let mut t = SoTotals::default();
+        for o in self.scopes.values().flat_map(BTreeMap::values) {
+            t.objects += 1;
+            t.subscriptions += o.subscribers.len();
+        }
+        t
+    }
+}
+
+fn summarise(name: &str, o: &Object) -> SoSummary {
+    SoSummary {
+        name: name.to_owned(),
+        persistent: o.persistent,
+        version: o.version,
+        slots: o.slots.len(),
+        bytes: o.bytes,
+        subscribers: o.subscribers.iter().copied().collect(),
+        held_by_app: o.held,
+    }
+}

@@ -16,6 +16,7 @@ pub use authority::{
     ClientId, Drained, Handled, LEVEL_ERROR, Outgoing, Ruling, SaveRequest, SharedObjects,
     SoRefusal, UseReply,
 };
+pub use authority::{SoSummary, SoTotals};
 pub use limits::{SoLimits, valid_so_name};
 pub use store::{FileSoStore, SoStore, SoStoreError, StoredSo};
 

@@ -791,3 +791,61 @@ fn an_object_the_app_opened_lives_without_subscribers_until_the_app_releases_it(
     so.tick();
     assert_eq!(so.names(&scope()), Vec::<String>::new());
 }
+
+/// The operator's views (admin API, metrics) follow what clients did.
+#[test]
+fn summaries_and_totals_follow_uses_and_changes() {
+    let mut so = with_two();
+    so.request_change(&scope(), 1, "chat", "a", num(1.0), 0)
+        .unwrap();
+    so.restore(&scope(), "room", None).unwrap();
+    so.use_so(&scope(), 2, "room", true).unwrap();
+    so.use_so(&Scope::new("app", "other"), 3, "chat", false)
+        .unwrap();
+
+    let list = so.describe(&scope());
+    assert_eq!(
+        list.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["chat", "room"]
+    );
+    assert_eq!(
+        list[0],
+        SoSummary {
+            name: "chat".into(),
+            persistent: false,
+            version: 2,
+            slots: 1,
+            bytes: so.bytes(&scope(), "chat").unwrap(),
+            subscribers: vec![1, 2],
+            held_by_app: false,
+        }
+    );
+    assert!(list[1].persistent && list[1].subscribers == [2]);
+    assert_eq!(so.summary(&scope(), "room").as_ref(), Some(&list[1]));
+    assert_eq!(so.persistent(&scope(), "room"), Some(true));
+    assert_eq!(so.persistent(&scope(), "gone"), None);
+    assert!(so.describe(&Scope::new("nope", "inst")).is_empty());
+    assert_eq!(
+        so.totals(),
+        SoTotals {
+            objects: 3,
+            subscriptions: 4
+        }
+    );
+
+    so.disconnect(2);
+    so.tick();
+    // `room` (persistent, nobody left) is unloaded by the tick; `chat` keeps client 1.
+    assert_eq!(
+        so.totals(),
+        SoTotals {
+            objects: 2,
+            subscriptions: 2
+        }
+    );
+    // An object the app opened is listed, and counted, without a subscriber.
+    so.open_for_app(&scope(), "members", false).unwrap();
+    let members = so.summary(&scope(), "members").unwrap();
+    assert!(members.held_by_app && members.subscribers.is_empty());
+    assert_eq!(so.totals().objects, 3);
+}
