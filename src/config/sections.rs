@@ -420,8 +420,8 @@ pub struct SharedObjectsSection {
     /// Milliseconds between deliveries: changes made within one tick reach each subscriber as
     /// one message.
     pub tick_ms: u64,
-    /// Shared object messages queued for one client; a client that does not read them loses
-    /// the newest (logged and counted).
+    /// Shared object messages queued for one client; a client that lets it overflow is
+    /// disconnected (logged and counted), since its copies would silently fall out of step.
     pub client_queue: usize,
 }
 

@@ -66,6 +66,8 @@ enum ConnError {
     Shutdown,
     #[error("disconnected by the application: {0}")]
     App(String),
+    #[error("shared object messages not read: the client's queue overflowed")]
+    SharedObjectsBehind,
 }
 
 impl ConnError {
@@ -77,7 +79,7 @@ impl ConnError {
                 metrics::handshake_error(transport)
             }
             ConnError::Session(_) => metrics::protocol_error(),
-            ConnError::TooSlow(_) => metrics::player_dropped(),
+            ConnError::TooSlow(_) | ConnError::SharedObjectsBehind => metrics::player_dropped(),
             ConnError::Kicked(_) => metrics::kicked(),
             ConnError::Io(_)
             | ConnError::WriteTimeout(_)
@@ -339,7 +341,10 @@ impl Conn {
                     self.release_data_hold(policy, "no answer from the application in time");
                     self.handle_events()?;
                 }
-                msg = self.so.recv() => self.so.write(&mut self.session, msg),
+                msg = self.so.recv() => match msg {
+                    Some(msg) => self.so.write(&mut self.session, msg),
+                    None => return Err(ConnError::SharedObjectsBehind),
+                },
                 _ = self.client.kicked() => {
                     let reason = self.client.kick_reason();
                     self.session.close_notify(&reason);

@@ -73,14 +73,12 @@ impl SoConn {
         }
     }
 
-    /// Waits for the next message the hub queued for this client (never, without a link).
-    pub(super) async fn recv(&mut self) -> SoMessage {
+    /// Waits for the next message the hub queued for this client (never, without a link);
+    /// `None` when the hub cut this client off because its queue overflowed: its copies of the
+    /// objects can no longer be kept in step, so the connection must close.
+    pub(super) async fn recv(&mut self) -> Option<SoMessage> {
         match &mut self.link {
-            Some(link) => match link.from_hub.recv().await {
-                Some(m) => m,
-                // The hub dropped us (it does not, while we hold the link): wait forever.
-                None => std::future::pending().await,
-            },
+            Some(link) => link.from_hub.recv().await,
             None => std::future::pending().await,
         }
     }

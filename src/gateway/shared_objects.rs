@@ -256,31 +256,49 @@ impl SoHub {
                 "shared object request refused"
             );
         }
+        let mut behind = false;
         for reply in handled.replies {
-            self.deliver(&inner.links, client, reply);
+            behind |= !self.deliver(&inner.links, client, reply);
+        }
+        if behind {
+            SoHub::cut_off(inner, &[client]);
         }
     }
 
     /// Queues `message` for `client` without waiting: a full queue drops it (logged, counted).
+    /// Returns false when the queue was full: the client missed a message and must be cut off
+    /// ([`cut_off`](Self::cut_off)).
     fn deliver(
         &self,
         links: &HashMap<ClientId, mpsc::Sender<SoMessage>>,
         client: ClientId,
         message: SoMessage,
-    ) {
+    ) -> bool {
         let Some(tx) = links.get(&client) else {
-            return;
+            return true;
         };
         match tx.try_send(message) {
             Ok(()) => {
                 self.messages_out.fetch_add(1, Ordering::Relaxed);
+                true
             }
             Err(mpsc::error::TrySendError::Full(m)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                warn!(client, so = %m.name, "shared object message dropped: client queue full");
+                warn!(client, so = %m.name, "shared object message dropped: client queue full; disconnecting the client");
+                false
             }
             // The connection is closing; its worker will release it.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => true,
+        }
+    }
+
+    /// A client that missed a message would keep a copy that silently differs from everyone
+    /// else's (Flash has no resync short of a new Use): it is released everywhere and its queue
+    /// closed, which closes its connection (`driver::shared_objects`).
+    fn cut_off(inner: &mut Inner, clients: &[ClientId]) {
+        for &client in clients {
+            inner.links.remove(&client);
+            inner.authority.disconnect(client);
         }
     }
 
@@ -290,9 +308,13 @@ impl SoHub {
         let saves = {
             let mut inner = self.lock();
             let drained = inner.authority.tick();
+            let mut behind = Vec::new();
             for out in drained.messages {
-                self.deliver(&inner.links, out.client, out.message);
+                if !self.deliver(&inner.links, out.client, out.message) {
+                    behind.push(out.client);
+                }
             }
+            SoHub::cut_off(&mut inner, &behind);
             drained.saves
         };
         if saves.is_empty() {
@@ -440,7 +462,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_full_client_queue_drops_that_clients_message_only_and_a_dropped_link_releases() {
+    async fn a_full_client_queue_cuts_that_client_off_only_and_a_dropped_link_releases() {
         let dir = tempfile::tempdir().unwrap();
         let hub = Arc::new(SoHub::new(
             SoLimits::default(),
@@ -472,15 +494,20 @@ mod tests {
             [SoEvent::Success { key: "k".into() }]
         );
         assert_eq!(hub.dropped(), 1, "a's Change had no room");
-        assert_eq!(next(&mut a).await.events[0], SoEvent::UseSuccess);
-
-        drop(a);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while hub.attached() != 1 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        // `a` is cut off: released at once, and its queue ends after what it held.
         assert_eq!(hub.attached(), 1);
         assert_eq!(hub.with(|s| s.subscribers(&scope, "so")), Some(vec![2]));
+        assert_eq!(next(&mut a).await.events[0], SoEvent::UseSuccess);
+        assert!(a.from_hub.recv().await.is_none(), "a's queue is closed");
+
+        // A dropped link releases the client too.
+        drop(b);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while hub.attached() != 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(hub.attached(), 0);
+        assert_eq!(hub.with(|s| s.subscribers(&scope, "so")), None);
     }
 
     #[tokio::test]
