@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the external tools the end-to-end tests drive: ffmpeg (+ ffprobe), rtmpdump and
+# Installs the external tools the end-to-end tests drive: ffmpeg (+ ffprobe), rtmpdump, curl
+# (HTTP-FLV responses as a plain HTTP client sees them) and
 # tinyproxy (the HTTP proxy the RTMPT tests tunnel through; `tinyproxy-bin` has no service), and
 # the Rust `wasm32-wasip2` target the sample Wasm guests in guests/ are built for, and python3
 # with its venv module (scripts/build-python-guest.sh makes a venv for componentize-py).
@@ -15,6 +16,7 @@ declare -A PKG_FOR=(
     [ffprobe]=ffmpeg
     [rtmpdump]=rtmpdump
     [tinyproxy]=tinyproxy-bin
+    [curl]=curl
 )
 
 # The guests are built by the tests themselves (tests/apps/mod.rs); they need this target.
@@ -28,7 +30,7 @@ else
 fi
 
 missing=()
-for tool in ffmpeg ffprobe rtmpdump tinyproxy; do
+for tool in ffmpeg ffprobe rtmpdump tinyproxy curl; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         pkg="${PKG_FOR[$tool]}"
         # de-duplicate (ffmpeg provides two tools)
@@ -44,13 +46,13 @@ if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
 fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    echo "install-test-deps: ffmpeg, ffprobe, rtmpdump, tinyproxy and python3-venv already present"
+    echo "install-test-deps: ffmpeg, ffprobe, rtmpdump, tinyproxy, curl and python3-venv already present"
     exit 0
 fi
 
 apt_install install-test-deps "${missing[@]}"
 
-for tool in ffmpeg ffprobe rtmpdump tinyproxy; do
+for tool in ffmpeg ffprobe rtmpdump tinyproxy curl; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "install-test-deps: $tool still missing after installing ${missing[*]}" >&2
         exit 1

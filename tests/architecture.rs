@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
     // The connection driver (one RTMP session over any byte stream) and the test client.
     &["driver", "client"],
     // Transports, listeners and views.
-    &["tunnel", "admin"],
+    &["tunnel", "admin", "web"],
     // Listeners and wiring.
     &["server"],
 ];

@@ -110,6 +110,7 @@ mod tests {
             stream_has_video: has_video,
             encoded: Bytes::new(),
             encoded_chunk_size: 4096,
+            flv: Default::default(),
         }
     }
 

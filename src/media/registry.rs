@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -96,9 +96,39 @@ pub struct Frame {
     /// can change it while older frames sit in the GOP cache, so a player compares its own
     /// chunk size with this, not with the registry's current setting.
     pub encoded_chunk_size: u32,
+    /// This frame as an FLV tag at its own timestamp, made by the first HTTP-FLV player that
+    /// needs it and shared by the rest (RTMP-only streams never pay for it).
+    pub flv: OnceLock<Bytes>,
 }
 
 impl Frame {
+    /// The FLV tag (header, body, PreviousTagSize) for this frame at its own timestamp, made
+    /// once; `None` for a body FLV cannot carry (over 16 MiB).
+    pub fn flv_tag(&self) -> Option<Bytes> {
+        let tag = self
+            .flv
+            .get_or_init(|| self.flv_tag_at(self.timestamp).unwrap_or_default());
+        (!tag.is_empty()).then(|| tag.clone())
+    }
+
+    /// The FLV tag at another timestamp (a late join's headers), made for one player.
+    pub fn flv_tag_at(&self, timestamp: u32) -> Option<Bytes> {
+        use super::record::flv;
+        let tag_type = match self.kind {
+            MediaKind::Audio => flv::TAG_AUDIO,
+            MediaKind::Video => flv::TAG_VIDEO,
+            MediaKind::Data => flv::TAG_SCRIPT,
+        };
+        // An AMF3 data message (type 15) carries a format byte FLV script tags do not have.
+        let body: &[u8] = if self.type_id == 15 {
+            self.payload.get(1..).unwrap_or_default()
+        } else {
+            &self.payload
+        };
+        let mut out = Vec::new();
+        flv::put_tag(&mut out, tag_type, timestamp, body).then(|| Bytes::from(out))
+    }
+
     pub fn csid(&self) -> u32 {
         match self.kind {
             MediaKind::Audio => csid::AUDIO,
@@ -586,6 +616,7 @@ impl Publisher {
             encoded: encoded.freeze(),
             encoded_chunk_size: cfg.chunk_size,
             payload,
+            flv: OnceLock::new(),
         });
 
         if kind == MediaKind::Data && is_metadata(&frame.payload) {

@@ -7,6 +7,7 @@
 //! | `listen.rs` | accept loops and connection admission (total and per-IP limits) |
 //! | `sniff.rs` | tells RTMP, RTMPT and TLS apart and hands each to the driver or the tunnel |
 
+mod http;
 mod listen;
 mod sniff;
 

@@ -17,7 +17,7 @@ use tracing::{Instrument, info, info_span};
 use crate::driver;
 use crate::gateway::Core;
 use crate::tls::TlsState;
-use crate::tunnel::{self, Tunnel};
+use crate::tunnel::Tunnel;
 
 /// What a listener serves: the RTMP port sniffs every protocol, an HTTP port only RTMPT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +72,7 @@ pub(super) async fn dispatch(sock: TcpStream, peer: SocketAddr, kind: Listener, 
     match (proto, kind) {
         (Proto::Rtmp, Listener::Rtmp) => driver::serve(sock, peer, "rtmp", to.core).await,
         (Proto::Http, _) => {
-            tunnel::serve_http(QuickAck(sock), peer, "rtmpt", to.tunnel, to.core).await
+            super::http::serve(QuickAck(sock), peer, "rtmpt", to.tunnel, to.core).await
         }
         (Proto::Tls, _) => {
             serve_tls(QuickAck(sock), peer, kind, to, wait)
@@ -133,7 +133,7 @@ async fn serve_tls(
         inner: tls,
     };
     match (proto, kind) {
-        (Proto::Http, _) => tunnel::serve_http(io, peer, "rtmpts", to.tunnel, to.core).await,
+        (Proto::Http, _) => super::http::serve(io, peer, "rtmpts", to.tunnel, to.core).await,
         (Proto::Rtmp, Listener::Rtmp) => driver::serve(io, peer, "rtmps", to.core).await,
         (Proto::Tls, _) | (Proto::Rtmp, Listener::Http) => {
             info!("TLS payload is neither RTMP nor HTTP; closing")

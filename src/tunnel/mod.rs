@@ -13,19 +13,17 @@
 pub mod request;
 pub mod session;
 
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
-use tracing::{Instrument, debug, info, info_span, trace};
+use tokio::io::DuplexStream;
+use tracing::{debug, info, trace};
 
 use crate::config::HttpSection;
 use crate::gateway::{Core, Prepared, ReloadHook};
@@ -241,50 +239,16 @@ fn new_session_id() -> Option<String> {
     Some(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-/// Serves RTMPT requests on one accepted byte stream (plain or TLS) until the client leaves.
-/// `transport` labels the sessions this connection opens (`rtmpt` or `rtmpts`); each session's
-/// far end is served by the connection driver against `core`.
-pub async fn serve_http<S>(
-    io: S,
-    peer: SocketAddr,
-    transport: &'static str,
-    tunnel: Arc<Tunnel>,
-    core: Arc<Core>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let header_timeout = Duration::from_secs(core.config().rtmp.handshake_timeout_secs);
-    let span = info_span!("http", %peer, transport);
-    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let (tunnel, core) = (tunnel.clone(), core.clone());
-        async move { Ok::<_, Infallible>(handle(req, peer, transport, &tunnel, &core).await) }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        // librtmp finds `Content-Length` with a case-sensitive search for "Content-".
-        .title_case_headers(true)
-        .keep_alive(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .max_buf_size(64 * 1024)
-        .serve_connection(TokioIo::new(io), svc);
-    async move {
-        if let Err(e) = conn.await {
-            debug!(error = %e, "HTTP connection ended with an error");
-        }
-    }
-    .instrument(span)
-    .await
-}
-
 /// One request: its head checked by the tunnel core, its body read within limits, then run
 /// through the core; every outcome is counted and answered.
-async fn handle(
+/// `transport` labels a session it opens; the reply's body is whole.
+pub async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
     transport: &'static str,
     tunnel: &Tunnel,
     core: &Arc<Core>,
-) -> Response<Full<Bytes>> {
+) -> Response<Bytes> {
     let (head, body) = req.into_parts();
     let path = head.uri.path();
     let mut body_len = 0;
@@ -331,8 +295,8 @@ async fn read_body(body: Incoming, core: &Core) -> Result<Bytes, ReqError> {
     }
 }
 
-fn reply(body: Bytes) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body));
+fn reply(body: Bytes) -> Response<Bytes> {
+    let mut r = Response::new(body);
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(FCS));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -340,8 +304,8 @@ fn reply(body: Bytes) -> Response<Full<Bytes>> {
     r
 }
 
-fn error_response(e: &ReqError) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(format!("{e}\n"))));
+fn error_response(e: &ReqError) -> Response<Bytes> {
+    let mut r = Response::new(Bytes::from(format!("{e}\n")));
     *r.status_mut() = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));

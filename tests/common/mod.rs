@@ -33,7 +33,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Tools the e2e tests need on PATH.
-pub const REQUIRED_TOOLS: [&str; 3] = ["ffmpeg", "ffprobe", "rtmpdump"];
+pub const REQUIRED_TOOLS: [&str; 4] = ["ffmpeg", "ffprobe", "rtmpdump", "curl"];
 
 /// Seconds without any data before an ffmpeg RTMP connection gives up (`-rw_timeout`).
 pub const RW_TIMEOUT_SECS: u64 = 10;

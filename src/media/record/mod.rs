@@ -6,7 +6,7 @@
 //! Which publishes record is the `[media] record` mode with the client's publish type, as
 //! Flash Media Server spelled them ([`should_record`]).
 
-mod flv;
+pub mod flv;
 mod path;
 mod recorder;
 mod recordings;

@@ -1,0 +1,86 @@
+//! Browser delivery on the HTTP listeners: live streams as HTTP-FLV (`GET /app[/instance]/
+//! stream.flv`), for players such as mpegts.js or ffmpeg that speak no RTMP.
+//!
+//! Each viewer is a client like an RTMP player: it is in the client table (kick, admin list),
+//! goes through the app's `on-connect` (transport `http-flv`, the URL's query as the client's
+//! query) and `on-play`, and plays through the same [`Playback`](crate::media::Playback) queue,
+//! keyframe skip and merge window. `server/http.rs` routes requests here or to the tunnel.
+
+mod body;
+mod flv;
+mod gate;
+mod path;
+
+pub use body::{Tags, WebBody};
+pub use path::{StreamPath, is_flv_request};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    CACHE_CONTROL, CONTENT_TYPE, HeaderValue,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use tracing::info;
+
+use crate::gateway::Core;
+
+/// Longest query string accepted (a token and a few parameters fit many times over).
+pub const MAX_QUERY: usize = 4096;
+
+/// Answers one browser-delivery request (the caller checked [`is_flv_request`]).
+pub async fn handle(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    core: &Arc<Core>,
+) -> Response<WebBody> {
+    if req.method() == Method::OPTIONS {
+        // CORS preflight: players on other origins may read the stream.
+        let mut r = Response::new(WebBody::empty());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        let h = r.headers_mut();
+        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        h.insert(
+            ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        );
+        h.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
+        return r;
+    }
+    let uri = req.uri();
+    let query = uri.query().unwrap_or("");
+    if query.len() > MAX_QUERY {
+        return refuse(
+            peer,
+            uri.path(),
+            StatusCode::URI_TOO_LONG,
+            &format!("query longer than {MAX_QUERY} bytes"),
+        );
+    }
+    let path = match StreamPath::parse(uri.path()) {
+        Ok(p) => p,
+        Err(why) => return refuse(peer, uri.path(), StatusCode::NOT_FOUND, why),
+    };
+    let head = req.method() == Method::HEAD;
+    match flv::play(core, peer, path, query.to_owned(), head).await {
+        Ok(r) => r,
+        Err((status, why)) => refuse(peer, uri.path(), status, &why),
+    }
+}
+
+/// A refusal the viewer can read, logged with its reason.
+fn refuse(peer: SocketAddr, path: &str, status: StatusCode, why: &str) -> Response<WebBody> {
+    info!(%peer, path, status = status.as_u16(), reason = why, "HTTP-FLV request refused");
+    let mut r = Response::new(WebBody::full(format!("{why}\n")));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    r
+}
