@@ -2,7 +2,7 @@
 //! allowlisted admin listener. The binary in `main.rs` is a thin CLI over [`server::Server`].
 //!
 //! Dependencies point one way (see `docs/ARCHITECTURE.md`; `tests/architecture.rs` enforces it):
-//! `rtmp` ← `media` ← `config` ← `apps` ← `gateway` (the core) ← `driver` ← `tunnel`/`admin` ←
+//! `rtmp` ← `media` ← `config` ← `apps` ← `gateway` (the core) ← `driver` ← `tunnel`/`admin`/`web` ←
 //! `server` (listeners and wiring). `metrics` and `tls` are leaves anyone may use; `state` (the
 //! key-value store apps write through) sits beside `media`.
 
