@@ -1,6 +1,7 @@
-//! HTTP-FLV end to end: ffmpeg plays `http://…/app/stream.flv` from the HTTP listener and from
-//! the RTMP port (sniffed `GET`), curl sees a chunked `video/x-flv` body and readable refusals,
-//! an operator kick ends a viewer, and the token-auth guest gates viewers by `?token=`.
+//! HTTP-FLV and WebSocket-FLV end to end: ffmpeg plays `http://…/app/stream.flv` and a
+//! tokio-tungstenite client reads `ws://…/app/stream.flv` from the HTTP listener and from the RTMP
+//! port (sniffed `GET`); curl sees a chunked `video/x-flv` body and readable refusals; an
+//! operator kick ends a viewer; the token-auth guest gates viewers by `?token=`.
 
 mod apps;
 mod common;
@@ -184,6 +185,18 @@ fn the_token_auth_guest_gates_http_flv_viewers() {
     );
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
 
+    let ws = |q: &str| {
+        ws_read(
+            &format!("ws://{}/secure/cam.flv{q}", gw.http_addr()),
+            1.0,
+            || {},
+        )
+    };
+    let (status, why) = ws("?token=nope").err().expect("a bad token was upgraded");
+    assert_eq!(status, 403, "{why}");
+    let read = ws("?token=s3cret").expect("the right token was refused");
+    assert!(!read.messages.is_empty());
+
     let out = dir.path().join("ok.flv");
     let mut ok = ffmpeg_play(
         &flv_url(gw.http_addr(), "secure/cam.flv?token=s3cret"),
@@ -193,4 +206,170 @@ fn the_token_auth_guest_gates_http_flv_viewers() {
     let status = ok.finish(Duration::from_secs(40));
     assert!(status.success(), "{}", ok.stderr());
     assert_av_file(&out);
+}
+
+/// What a WebSocket-FLV viewer got: the binary messages, and the close frame if the server
+/// closed the socket before `secs` were up.
+struct WsRead {
+    messages: Vec<Vec<u8>>,
+    close: Option<String>,
+}
+
+/// Reads `url` as a WebSocket client (tokio-tungstenite) for at most `secs`; `Err` is the
+/// refused handshake's status and body. `on_open` runs once the socket is open.
+fn ws_read(url: &str, secs: f64, on_open: impl FnOnce()) -> Result<WsRead, (u16, String)> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::{Error, Message};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (mut ws, _) = match tokio_tungstenite::connect_async(url).await {
+            Ok(ok) => ok,
+            Err(Error::Http(r)) => {
+                let body = r.body().clone().unwrap_or_default();
+                return Err((
+                    r.status().as_u16(),
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
+            }
+            Err(e) => panic!("WebSocket connect to {url} failed: {e}"),
+        };
+        on_open();
+        let mut read = WsRead {
+            messages: Vec::new(),
+            close: None,
+        };
+        let deadline = tokio::time::sleep(Duration::from_secs_f64(secs));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                msg = ws.next() => match msg {
+                    Some(Ok(Message::Binary(b))) => read.messages.push(b.to_vec()),
+                    Some(Ok(Message::Close(c))) => {
+                        read.close = Some(c.map(|c| c.reason.to_string()).unwrap_or_default());
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => panic!("WebSocket read failed: {e}"),
+                    None => {
+                        read.close = Some(String::new());
+                        break;
+                    }
+                },
+            }
+        }
+        Ok(read)
+    })
+}
+
+/// Splits FLV tag messages into (type, timestamp) and checks each message is whole tags.
+fn tag_heads(messages: &[Vec<u8>]) -> Vec<(u8, u32)> {
+    let mut heads = Vec::new();
+    for m in messages {
+        let mut rest = &m[..];
+        while !rest.is_empty() {
+            assert!(rest.len() >= 15, "a message splits a tag header");
+            let size = u32::from_be_bytes([0, rest[1], rest[2], rest[3]]) as usize;
+            let ts = u32::from_be_bytes([rest[7], rest[4], rest[5], rest[6]]);
+            assert!(rest.len() >= 11 + size + 4, "a message splits a tag body");
+            heads.push((rest[0], ts));
+            rest = &rest[11 + size + 4..];
+        }
+    }
+    heads
+}
+
+fn ws_viewers(gw: &Gateway) -> Vec<u64> {
+    gw.core()
+        .clients()
+        .list()
+        .iter()
+        .filter(|c| c.transport == "ws-flv")
+        .map(|c| c.id)
+        .collect()
+}
+
+#[test]
+fn a_websocket_client_reads_flv_tags_that_ffprobe_decodes_from_both_ports() {
+    ensure_tools();
+    let gw = Gateway::start();
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = publish(&gw, "live/cam", &[]);
+    for (n, url) in [
+        format!("ws://{}/live/cam.flv", gw.http_addr()),
+        format!("ws://{}/live/_definst_/cam.flv?x=1", gw.addr),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let read = ws_read(url, 3.0, || {
+            assert!(wait(Duration::from_secs(5), || ws_viewers(&gw).len() == 1));
+        })
+        .unwrap_or_else(|e| panic!("{url} refused: {e:?}"));
+        assert!(read.close.is_none(), "{url} closed early: {:?}", read.close);
+        let (first, tags) = read.messages.split_first().expect("no messages");
+        assert_eq!(&first[..4], b"FLV\x01", "{url}: no FLV header first");
+        let heads = tag_heads(tags);
+        assert!(heads.iter().any(|h| h.0 == 9) && heads.iter().any(|h| h.0 == 8));
+        assert!(heads.len() > 100, "{url}: only {} tags in 3 s", heads.len());
+        let file = dir.path().join(format!("ws-{n}.flv"));
+        std::fs::write(&file, read.messages.concat()).unwrap();
+        let packets = assert_av_file(&file);
+        assert!(first_video_is_keyframe(&packets), "{url}");
+        assert_monotonic(&packets);
+        assert!(wait(Duration::from_secs(5), || ws_viewers(&gw).is_empty()));
+    }
+    drop(publisher);
+}
+
+#[test]
+fn websocket_refusals_name_their_reason_and_a_kick_closes_the_socket() {
+    ensure_tools();
+    let gw = Gateway::start();
+    let dir = tempfile::tempdir().unwrap();
+    let _publisher = publish(&gw, "live/cam", &[]);
+
+    let err = ws_read(
+        &format!("ws://{}/live/nope.flv", gw.http_addr()),
+        1.0,
+        || {},
+    )
+    .err();
+    let (status, body) = err.expect("an unknown stream was upgraded");
+    assert_eq!(status, 404);
+    assert!(body.contains("is not live"), "{body:?}");
+
+    // An upgrade without its key is a 400 that says what is missing.
+    let body = dir.path().join("body");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-D", "-", "-o"]).arg(&body).args([
+        "-H",
+        "Upgrade: websocket",
+        "-H",
+        "Connection: Upgrade",
+        "-H",
+        "Sec-WebSocket-Version: 13",
+        &flv_url(gw.http_addr(), "live/cam.flv"),
+    ]);
+    let out = run_capture(cmd, Duration::from_secs(15));
+    assert!(out.stdout.starts_with("HTTP/1.1 400"), "{}", out.stdout);
+    let text = std::fs::read_to_string(&body).unwrap();
+    assert!(text.contains("Sec-WebSocket-Key"), "{text:?}");
+
+    let url = format!("ws://{}/live/cam.flv", gw.http_addr());
+    let started = std::time::Instant::now();
+    let read = ws_read(&url, 30.0, || {
+        assert!(wait(Duration::from_secs(5), || ws_viewers(&gw).len() == 1));
+        assert!(gw.core().clients().kick(ws_viewers(&gw)[0]));
+    })
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the kick did not close the socket"
+    );
+    assert_eq!(read.close.as_deref(), Some("stream ended"));
+    assert!(wait(Duration::from_secs(5), || ws_viewers(&gw).is_empty()));
 }
