@@ -38,14 +38,23 @@ fn curl(url: &str, secs: f64, body: &Path) -> (Option<i32>, String) {
     (out.status.and_then(|s| s.code()), out.stdout)
 }
 
-fn http_viewers(gw: &Gateway) -> Vec<u64> {
+/// The ids of `transport` viewers in the client table.
+fn viewers(gw: &Gateway, transport: &str) -> Vec<u64> {
     gw.core()
         .clients()
         .list()
         .iter()
-        .filter(|c| c.transport == "http-flv")
+        .filter(|c| c.transport == transport)
         .map(|c| c.id)
         .collect()
+}
+
+fn http_viewers(gw: &Gateway) -> Vec<u64> {
+    viewers(gw, "http-flv")
+}
+
+fn ws_viewers(gw: &Gateway) -> Vec<u64> {
+    viewers(gw, "ws-flv")
 }
 
 fn flv_url(addr: SocketAddr, path: &str) -> String {
@@ -280,16 +289,6 @@ fn tag_heads(messages: &[Vec<u8>]) -> Vec<(u8, u32)> {
         }
     }
     heads
-}
-
-fn ws_viewers(gw: &Gateway) -> Vec<u64> {
-    gw.core()
-        .clients()
-        .list()
-        .iter()
-        .filter(|c| c.transport == "ws-flv")
-        .map(|c| c.id)
-        .collect()
 }
 
 #[test]
