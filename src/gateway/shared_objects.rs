@@ -521,7 +521,7 @@ mod tests {
 
     #[tokio::test]
     async fn stats_count_messages_in_and_out_and_the_authoritys_totals() {
-        let (_dir, hub, scope, mut a, mut b) = two_clients_using_so(16);
+        let (_dir, hub, _scope, mut a, mut b) = two_clients_using_so(16);
         next(&mut a).await;
         next(&mut b).await;
         let change = SoEvent::RequestChange {
