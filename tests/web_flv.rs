@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use gateway::{Gateway, wait};
+use gateway::{Gateway, wait, write_cert};
 
 /// Publishes the long fixture to `path` and waits until the gateway has it.
 fn publish(gw: &Gateway, path: &str, extra: &[&str]) -> Proc {
@@ -227,14 +227,13 @@ struct WsRead {
 /// Reads `url` as a WebSocket client (tokio-tungstenite) for at most `secs`; `Err` is the
 /// refused handshake's status and body. `on_open` runs once the socket is open.
 fn ws_read(url: &str, secs: f64, on_open: impl FnOnce()) -> Result<WsRead, (u16, String)> {
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::{Error, Message};
+    use tokio_tungstenite::tungstenite::Error;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let (mut ws, _) = match tokio_tungstenite::connect_async(url).await {
+        let (ws, _) = match tokio_tungstenite::connect_async(url).await {
             Ok(ok) => ok,
             Err(Error::Http(r)) => {
                 let body = r.body().clone().unwrap_or_default();
@@ -246,32 +245,74 @@ fn ws_read(url: &str, secs: f64, on_open: impl FnOnce()) -> Result<WsRead, (u16,
             Err(e) => panic!("WebSocket connect to {url} failed: {e}"),
         };
         on_open();
-        let mut read = WsRead {
-            messages: Vec::new(),
-            close: None,
-        };
-        let deadline = tokio::time::sleep(Duration::from_secs_f64(secs));
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                _ = &mut deadline => break,
-                msg = ws.next() => match msg {
-                    Some(Ok(Message::Binary(b))) => read.messages.push(b.to_vec()),
-                    Some(Ok(Message::Close(c))) => {
-                        read.close = Some(c.map(|c| c.reason.to_string()).unwrap_or_default());
-                        break;
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => panic!("WebSocket read failed: {e}"),
-                    None => {
-                        read.close = Some(String::new());
-                        break;
-                    }
-                },
-            }
-        }
-        Ok(read)
+        Ok(read_messages(ws, secs).await)
     })
+}
+
+/// Reads `wss://localhost/<path>` on `addr` for `secs`, trusting only the test certificate.
+fn wss_read(addr: SocketAddr, path: &str, cert: &Path, secs: f64) -> WsRead {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(cert).unwrap())
+            .unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .expect("TLS handshake with the gateway");
+        let url = format!("wss://localhost:{}/{path}", addr.port());
+        let (ws, _) = tokio_tungstenite::client_async(url, tls)
+            .await
+            .expect("WebSocket upgrade over TLS");
+        read_messages(ws, secs).await
+    })
+}
+
+/// Binary messages until `secs` pass or the server closes.
+async fn read_messages<S>(mut ws: tokio_tungstenite::WebSocketStream<S>, secs: f64) -> WsRead
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut read = WsRead {
+        messages: Vec::new(),
+        close: None,
+    };
+    let deadline = tokio::time::sleep(Duration::from_secs_f64(secs));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => break,
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Binary(b))) => read.messages.push(b.to_vec()),
+                Some(Ok(Message::Close(c))) => {
+                    read.close = Some(c.map(|c| c.reason.to_string()).unwrap_or_default());
+                    break;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("WebSocket read failed: {e}"),
+                None => {
+                    read.close = Some(String::new());
+                    break;
+                }
+            },
+        }
+    }
+    read
 }
 
 /// Splits FLV tag messages into (type, timestamp) and checks each message is whole tags.
@@ -371,4 +412,32 @@ fn websocket_refusals_name_their_reason_and_a_kick_closes_the_socket() {
     );
     assert_eq!(read.close.as_deref(), Some("stream ended"));
     assert!(wait(Duration::from_secs(5), || ws_viewers(&gw).is_empty()));
+}
+
+#[test]
+fn https_and_wss_flv_play_from_a_tls_port() {
+    ensure_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_cert(dir.path());
+    let mut config = wasmgate::config::Config::default();
+    config.tls.cert = Some(cert.clone());
+    config.tls.key = Some(key);
+    let gw = Gateway::start_with(config);
+    let _publisher = publish(&gw, "live/cam", &[]);
+
+    let out = dir.path().join("https.flv");
+    let mut p = ffmpeg_play(
+        &format!("https://127.0.0.1:{}/live/cam.flv", gw.http_addr().port()),
+        &out,
+        3.0,
+    );
+    let read = wss_read(gw.addr, "live/cam.flv", &cert, 3.0);
+    assert!(read.close.is_none(), "closed early: {:?}", read.close);
+    let (first, tags) = read.messages.split_first().expect("no messages over wss");
+    assert_eq!(&first[..4], b"FLV\x01");
+    assert!(tag_heads(tags).len() > 100, "too few tags over wss");
+    let status = p.finish(Duration::from_secs(40));
+    assert!(status.success(), "ffmpeg over https failed: {}", p.stderr());
+    let packets = assert_av_file(&out);
+    assert!(first_video_is_keyframe(&packets));
 }
