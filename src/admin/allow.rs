@@ -1,60 +1,12 @@
 //! Who may reach the admin listener: the CIDR allowlist checked on accept, trusted reverse
 //! proxies for `X-Forwarded-For`, constant-time token checks, and rate-limited denial logs.
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use ipnet::IpNet;
 use subtle::ConstantTimeEq;
 
-/// IPv4-mapped IPv6 (`::ffff:10.0.0.1`, what a dual-stack `[::]` listener reports for IPv4
-/// peers) becomes the IPv4 address, so `10.0.0.0/8` matches it.
-pub fn normalise(ip: IpAddr) -> IpAddr {
-    ip.to_canonical()
-}
-
-/// A set of networks; an address matches if any network contains it.
-#[derive(Debug, Clone, Default)]
-pub struct NetList(Vec<IpNet>);
-
-impl NetList {
-    pub fn new(nets: Vec<IpNet>) -> NetList {
-        NetList(nets)
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = normalise(ip);
-        self.0.iter().any(|n| n.contains(&ip))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-/// The client address a request is judged by: the peer itself, or, when the peer is a trusted
-/// proxy, the right-most `X-Forwarded-For` entry that is not itself a trusted proxy (entries to
-/// its left were written by the client and prove nothing).
-pub fn effective_client(
-    peer: IpAddr,
-    forwarded_for: Option<&str>,
-    trusted: &NetList,
-) -> Option<IpAddr> {
-    let peer = normalise(peer);
-    if !trusted.contains(peer) {
-        return Some(peer);
-    }
-    let header = forwarded_for?;
-    for part in header.rsplit(',') {
-        let ip: IpAddr = part.trim().parse().ok()?;
-        let ip = normalise(ip);
-        if !trusted.contains(ip) {
-            return Some(ip);
-        }
-    }
-    None
-}
+pub use crate::config::nets::{NetList, effective_client, normalise};
 
 /// Compares a presented `Authorization` header with the expected token in constant time (per
 /// length: the token's length is not treated as secret).
@@ -105,6 +57,8 @@ impl DenyLog {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
 
     fn nets(v: &[&str]) -> NetList {

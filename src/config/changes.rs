@@ -53,6 +53,7 @@ const LIVE_KEYS: &[&str] = &[
     "rtmp.max_streams_per_connection",
     "rtmp.amf_max_depth",
     "rtmp.amf_max_collection_len",
+    "rtmp.trusted_proxies",
     "media.",
     "http.ident",
     "http.latency",

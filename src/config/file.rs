@@ -183,6 +183,7 @@ impl Config {
                 format!("{} is above 1000", self.media.merge_window_ms),
             );
         }
+        self.rtmp.trusted_proxy_nets()?;
         let a = &self.admin;
         a.allow_nets()?;
         a.trusted_proxy_nets()?;

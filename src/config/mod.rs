@@ -9,6 +9,7 @@
 mod changes;
 mod error;
 mod file;
+pub mod nets;
 mod sections;
 
 pub use changes::{ConfigChange, KeyEffect, key_effect};

@@ -135,6 +135,11 @@ pub struct RtmpConfig {
     pub amf_max_depth: usize,
     /// Entries in one AMF object, array or collection.
     pub amf_max_collection_len: usize,
+    /// Load balancers and reverse proxies in front of the RTMP and HTTP listeners (CIDR or bare
+    /// addresses). From these sources only, a PROXY protocol v1/v2 header at the start of a
+    /// connection and, on HTTP requests, `X-Forwarded-For` name the client: its address is then
+    /// the one the client table, per-IP limits and app hooks see. Empty: both are ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for RtmpConfig {
@@ -159,6 +164,7 @@ impl Default for RtmpConfig {
             max_streams_per_connection: 16,
             amf_max_depth: amf.max_depth,
             amf_max_collection_len: amf.max_collection_len,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -264,6 +270,13 @@ impl Default for AdminConfig {
             max_connections: 64,
             request_timeout_secs: 10,
         }
+    }
+}
+
+impl RtmpConfig {
+    /// `trusted_proxies` as networks; errors name the key and entry.
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        parse_nets("rtmp.trusted_proxies", &self.trusted_proxies)
     }
 }
 

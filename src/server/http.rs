@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{Instrument, debug, info_span};
 
+use crate::config::nets::{NetList, effective_client, normalise};
 use crate::gateway::Core;
 use crate::tunnel::{self, Tunnel};
 use crate::web::{self, WebBody};
@@ -33,6 +34,7 @@ pub(super) async fn serve<S>(
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (tunnel, core) = (tunnel.clone(), core.clone());
         async move {
+            let peer = forwarded_peer(peer, &req, &core);
             let r = if web::is_flv_request(req.method(), req.uri().path()) {
                 web::handle(req, peer, &core).await
             } else {
@@ -60,4 +62,31 @@ pub(super) async fn serve<S>(
     }
     .instrument(span)
     .await
+}
+
+/// The client a request is from: the peer, or, when the peer is one of `rtmp.trusted_proxies`,
+/// the right-most `X-Forwarded-For` address that is not a trusted proxy (its port unknown: 0).
+fn forwarded_peer(peer: SocketAddr, req: &Request<Incoming>, core: &Core) -> SocketAddr {
+    let config = core.config();
+    if config.rtmp.trusted_proxies.is_empty() {
+        return peer;
+    }
+    let trusted = NetList::new(config.rtmp.trusted_proxy_nets().unwrap_or_default());
+    if !trusted.contains(peer.ip()) {
+        return peer;
+    }
+    // Several headers are one list, in order.
+    let header: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if header.is_empty() {
+        return peer;
+    }
+    match effective_client(peer.ip(), Some(&header.join(",")), &trusted) {
+        Some(ip) if ip != normalise(peer.ip()) => SocketAddr::new(ip, 0),
+        _ => peer,
+    }
 }

@@ -1,16 +1,20 @@
 //! The accept loops of the RTMP and HTTP listeners: admission against the connection limits
-//! (total and per source address), then the socket goes to protocol sniffing.
+//! (total and per source address, the client a trusted proxy's PROXY header names), then the
+//! socket goes to protocol sniffing.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tracing::warn;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{info, warn};
 
+use super::proxy_header::{self, Header, V2_MAX};
 use super::sniff::{Endpoints, Listener, dispatch};
+use crate::config::nets::NetList;
 
 /// Connections open on the RTMP and HTTP listeners. A counter rather than a semaphore so a
 /// reload can move `rtmp.max_connections` either way: lowering it below the number open
@@ -123,16 +127,31 @@ pub(crate) async fn accept_loop(
             drop(sock);
             continue;
         };
-        let Some(slot) = admission.per_ip.try_acquire(peer.ip(), max_per_ip) else {
-            to.core
-                .counters()
-                .rejected_over_ip_limit
-                .fetch_add(1, Ordering::Relaxed);
-            warn!(%peer, max = max_per_ip, "per-IP connection limit reached; closing new connection");
-            drop(sock);
+        let _ = sock.set_nodelay(true);
+        let proxied = !limits.rtmp.trusted_proxies.is_empty()
+            && NetList::new(limits.rtmp.trusted_proxy_nets().unwrap_or_default())
+                .contains(peer.ip());
+        if proxied {
+            // The per-IP limit is the named client's, known once its header is read.
+            let (to, admission) = (to.clone(), admission.clone());
+            let wait = Duration::from_secs(limits.rtmp.handshake_timeout_secs);
+            tokio::spawn(async move {
+                let mut sock = sock;
+                let Some(client) = read_proxy_header(&mut sock, peer, wait).await else {
+                    return;
+                };
+                let Some(slot) = admission.admit_ip(&to, client, max_per_ip) else {
+                    return;
+                };
+                dispatch(sock, client, kind, to).await;
+                drop(slot);
+                drop(permit);
+            });
+            continue;
+        }
+        let Some(slot) = admission.admit_ip(&to, peer, max_per_ip) else {
             continue;
         };
-        let _ = sock.set_nodelay(true);
         let to = to.clone();
         tokio::spawn(async move {
             dispatch(sock, peer, kind, to).await;
@@ -140,4 +159,61 @@ pub(crate) async fn accept_loop(
             drop(permit);
         });
     }
+}
+
+impl Admission {
+    /// A place for one more connection from `peer`'s address, or a logged, counted refusal.
+    fn admit_ip(&self, to: &Endpoints, peer: SocketAddr, max: usize) -> Option<IpSlot> {
+        let slot = self.per_ip.try_acquire(peer.ip(), max);
+        if slot.is_none() {
+            to.core
+                .counters()
+                .rejected_over_ip_limit
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(%peer, max, "per-IP connection limit reached; closing new connection");
+        }
+        slot
+    }
+}
+
+/// Takes a PROXY header off the front of a trusted proxy's connection: the client it names
+/// (the proxy itself for `LOCAL`/`UNKNOWN` or no header at all), or `None` after logging why
+/// the connection is closed. Peeked first, so only the header's own bytes are consumed.
+async fn read_proxy_header(
+    sock: &mut TcpStream,
+    peer: SocketAddr,
+    wait: Duration,
+) -> Option<SocketAddr> {
+    let mut buf = vec![0u8; V2_MAX];
+    let deadline = tokio::time::Instant::now() + wait;
+    let found = loop {
+        let n = match tokio::time::timeout_at(deadline, sock.peek(&mut buf)).await {
+            Ok(Ok(0)) => return None,
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                info!(%peer, error = %e, "proxied connection failed before its first byte");
+                return None;
+            }
+            Err(_) => {
+                info!(%peer, "no PROXY header or data within {wait:?}; closing");
+                return None;
+            }
+        };
+        match proxy_header::parse(&buf[..n]) {
+            Ok(Header::Absent) => return Some(peer),
+            Ok(Header::Found { len, source }) => break (len, source),
+            // Proxies send the header in one write; the rest is on its way.
+            Ok(Header::Incomplete) => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(e) => {
+                info!(%peer, error = %e, "bad PROXY header from a trusted proxy; closing");
+                return None;
+            }
+        }
+    };
+    let (len, source) = found;
+    if let Err(e) = sock.read_exact(&mut buf[..len]).await {
+        info!(%peer, error = %e, "proxied connection failed in its PROXY header");
+        return None;
+    }
+    Some(source.unwrap_or(peer))
 }

@@ -9,6 +9,7 @@
 
 mod http;
 mod listen;
+mod proxy_header;
 mod sniff;
 
 use std::net::SocketAddr;
