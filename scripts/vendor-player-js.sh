@@ -2,16 +2,16 @@
 # Refreshes the browser players the gateway's player page embeds (src/web/page.rs):
 # mpegts.js (HTTP-FLV, WS-FLV) and hls.js (LL-HLS), fetched from the npm registry with
 # `npm pack` at the pinned versions, checked against the pinned sha256 of each file, and copied
-# with their licence texts into assets/player/. The copies are committed, so building the
+# with their licence texts into assets/player/vendor/. The copies are committed, so building the
 # gateway needs no npm; run this only to check them or after changing a pin (then update the
 # sums below from the script's error message, read the release notes, and commit the result).
 #
 #   scripts/vendor-player-js.sh           # fetch, verify, copy
-#   scripts/vendor-player-js.sh --check   # fetch, verify, and compare with assets/player/
+#   scripts/vendor-player-js.sh --check   # fetch, verify, and compare with assets/player/vendor/
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-out="$root/assets/player"
+out="$root/assets/player/vendor"
 
 MPEGTS_VERSION=1.8.2
 HLS_VERSION=1.7.4
@@ -56,7 +56,7 @@ for entry in "${FILES[@]}"; do
     fi
     if $check; then
         if ! cmp -s "$src" "$out/$target"; then
-            echo "vendor-player-js: assets/player/$target differs from $pkg/$file" >&2
+            echo "vendor-player-js: assets/player/vendor/$target differs from $pkg/$file" >&2
             status=1
         fi
     else
@@ -64,7 +64,7 @@ for entry in "${FILES[@]}"; do
     fi
 done
 if $check; then
-    [[ $status -eq 0 ]] && echo "vendor-player-js: assets/player/ matches mpegts.js $MPEGTS_VERSION and hls.js $HLS_VERSION"
+    [[ $status -eq 0 ]] && echo "vendor-player-js: assets/player/vendor/ matches mpegts.js $MPEGTS_VERSION and hls.js $HLS_VERSION"
     exit $status
 fi
-echo "vendor-player-js: mpegts.js $MPEGTS_VERSION and hls.js $HLS_VERSION copied into assets/player/"
+echo "vendor-player-js: mpegts.js $MPEGTS_VERSION and hls.js $HLS_VERSION copied into assets/player/vendor/"
