@@ -147,13 +147,14 @@
         lazyLoad: false,
         autoCleanupSourceBuffer: true,
         // Stay near the live edge: play a little faster when behind, jump when far behind.
+        // A late joiner starts on the last keyframe, up to a GOP behind the live edge.
         liveSync: true,
-        liveSyncTargetLatency: 0.6,
-        liveSyncMaxLatency: 1.2,
-        liveSyncPlaybackRate: 1.2,
+        liveSyncTargetLatency: 0.3,
+        liveSyncMaxLatency: 0.5,
+        liveSyncPlaybackRate: 1.3,
         liveBufferLatencyChasing: true,
-        liveBufferLatencyMaxLatency: 3.0,
-        liveBufferLatencyMinRemain: 0.5,
+        liveBufferLatencyMaxLatency: 2.0,
+        liveBufferLatencyMinRemain: 0.3,
       },
     );
     p.on(mpegts.Events.ERROR, (type, detail, info) => {
@@ -167,7 +168,8 @@
 
   function playHls(url) {
     if (window.Hls && Hls.isSupported()) {
-      const h = new Hls({ lowLatencyMode: true, backBufferLength: 30 });
+      // Catch up to the live edge by playing faster when behind, as for FLV.
+      const h = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.3, backBufferLength: 30 });
       h.on(Hls.Events.ERROR, (_, data) => {
         if (data.fatal) showError(`hls.js ${data.type}: ${data.details}`);
       });

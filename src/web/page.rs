@@ -29,11 +29,7 @@ const INDEX_HTML: &str = include_str!("../../assets/player/index.html");
 
 /// The page's own script and the vendored players with their licence texts.
 const FILES: &[(&str, &str, &[u8])] = &[
-    (
-        "page.js",
-        JS,
-        include_bytes!("../../assets/player/page.js"),
-    ),
+    ("page.js", JS, include_bytes!("../../assets/player/page.js")),
     (
         "mpegts.js",
         JS,
@@ -284,7 +280,13 @@ mod tests {
             assert!(is_page_request(&Method::HEAD, p), "{p}");
             assert!(!is_page_request(&Method::POST, p), "{p}");
         }
-        for p in ["/open/1", "/idle/a/1", "/send/a/1", "/close/a/1", "/fcs/ident2"] {
+        for p in [
+            "/open/1",
+            "/idle/a/1",
+            "/send/a/1",
+            "/close/a/1",
+            "/fcs/ident2",
+        ] {
             assert!(!is_page_request(&Method::POST, p), "{p}");
             assert!(!is_page_request(&Method::GET, p), "{p}");
         }
@@ -324,7 +326,10 @@ mod tests {
         let mut h = HeaderMap::new();
         assert_eq!(cached(a, &h, ASSET_CACHE).status(), StatusCode::OK);
         h.insert(IF_NONE_MATCH, a.etag.clone());
-        assert_eq!(cached(a, &h, ASSET_CACHE).status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(
+            cached(a, &h, ASSET_CACHE).status(),
+            StatusCode::NOT_MODIFIED
+        );
         h.insert(IF_NONE_MATCH, HeaderValue::from_static("\"old\", W/\"x\""));
         assert_eq!(cached(a, &h, ASSET_CACHE).status(), StatusCode::OK);
     }

@@ -1,8 +1,8 @@
 // Drives the gateway's player page in headless Debian chromium through playwright-core
 // (tests/web_player.rs). Usage: node player.mjs PAGE_URL STREAM_KEY TRANSPORT SCREENSHOT.png [SECONDS]
 // Opens the page, waits for STREAM_KEY (app/instance/name) in the list, picks TRANSPORT
-// (http-flv, ws-flv or ll-hls), presses Play, and once the video plays watches it for SECONDS
-// (default 8): currentTime and decoded frames at the start and end, and the page's
+// (http-flv, ws-flv or ll-hls), presses Play, and once the video plays lets the player settle at
+// the live edge for SETTLE seconds (default 4), then watches it for SECONDS (default 8): currentTime and decoded frames at the start and end, and the page's
 // glass-to-glass samples from the stream's clock strip. Keeps a screenshot and prints one JSON
 // line; exit 0 = the page played without a page error (the Rust test judges the figures).
 import { chromium } from "playwright-core";
@@ -10,12 +10,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const [url, streamKey, transport, shot, secondsArg] = process.argv.slice(2);
+const [url, streamKey, transport, shot, secondsArg, settleArg] = process.argv.slice(2);
 if (!url || !streamKey || !transport || !shot) {
-  console.error("usage: node player.mjs PAGE_URL STREAM_KEY TRANSPORT SCREENSHOT.png [SECONDS]");
+  console.error("usage: node player.mjs PAGE_URL STREAM_KEY TRANSPORT SCREENSHOT.png [SECONDS [SETTLE]]");
   process.exit(2);
 }
 const seconds = Number(secondsArg || 8);
+const settle = Number(settleArg || 4);
 
 const profile = mkdtempSync(join(tmpdir(), "wasmgate-chromium-"));
 const result = { ok: false, transport, steps: [] };
@@ -83,6 +84,8 @@ try {
     throw e;
   }
   result.steps.push("playing");
+  // A late joiner starts on the last keyframe; the player then catches up with the live edge.
+  await page.waitForTimeout(settle * 1000);
   result.start = await sample();
   // The samples of the watched interval only, not those of the start-up.
   await page.evaluate(() => {
