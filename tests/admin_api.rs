@@ -90,17 +90,6 @@ fn with_admin(f: impl FnOnce(&mut Config)) -> Gateway {
     Gateway::start_with(c)
 }
 
-/// The value of an unlabelled (or exactly labelled) series in Prometheus text.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
 #[test]
 fn allowlist_cuts_off_other_sources_before_reading_a_byte() {
     let only_1 = with_admin(|c| c.admin.allow = vec!["127.0.0.1/32".into()]);
@@ -111,7 +100,8 @@ fn allowlist_cuts_off_other_sources_before_reading_a_byte() {
     assert!(cut.is_err(), "127.0.0.2 got an answer: {cut:?}");
     let m = get(a, "/metrics").body;
     assert!(
-        metric(&m, "wasmgate_admin_denied_total{reason=\"allowlist\"}").unwrap_or(0.0) >= 1.0,
+        prometheus_value(&m, "wasmgate_admin_denied_total{reason=\"allowlist\"}").unwrap_or(0.0)
+            >= 1.0,
         "{m}"
     );
 
@@ -423,10 +413,13 @@ fn live_stream_shows_in_the_api_and_a_kicked_player_ends() {
         "wasmgate_guest_deadline_hits_total",
         "wasmgate_admin_denied_total{reason=\"allowlist\"}",
     ] {
-        assert!(metric(&m, series).is_some(), "no {series} in:\n{m}");
+        assert!(
+            prometheus_value(&m, series).is_some(),
+            "no {series} in:\n{m}"
+        );
     }
-    assert!(metric(&m, "wasmgate_media_messages_in_total").unwrap() > 10.0);
-    assert!(metric(&m, "wasmgate_streams").unwrap() >= 1.0);
+    assert!(prometheus_value(&m, "wasmgate_media_messages_in_total").unwrap() > 10.0);
+    assert!(prometheus_value(&m, "wasmgate_streams").unwrap() >= 1.0);
 
     // Kick the playing rtmpdump: it ends, its client entry goes, the publisher stays.
     let r = call(a, "DELETE", &format!("/api/v1/clients/{player_id}"));
@@ -462,7 +455,10 @@ fn live_stream_shows_in_the_api_and_a_kicked_player_ends() {
     .unwrap()
     .is_empty()));
     let m = get(a, "/metrics").body;
-    assert!(metric(&m, "wasmgate_kicks_total").unwrap() >= 2.0, "{m}");
+    assert!(
+        prometheus_value(&m, "wasmgate_kicks_total").unwrap() >= 2.0,
+        "{m}"
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! process-wide, so another gateway scraped at the same time could overwrite its figures.
 
 mod apps;
+mod common;
 mod gateway;
 
 use std::collections::BTreeSet;
@@ -16,6 +17,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use common::prometheus_value;
 use gateway::{Gateway, wait};
 use serde_json::{Value, json};
 use wasmgate::client::RtmpClient;
@@ -53,17 +55,6 @@ fn get_json(addr: SocketAddr, path: &str) -> Value {
     let (status, body) = get(addr, path);
     assert_eq!(status, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path} not JSON ({e}): {body}"))
-}
-
-/// The value of an unlabelled series in Prometheus text.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
 }
 
 async fn send(client: &mut RtmpClient, name: &str, persistent: bool, events: Vec<SoEvent>) {
@@ -224,7 +215,7 @@ fn admin_api_lists_shared_objects_with_slots_subscribers_and_metrics() {
 
         let (status, text) = get(admin, "/metrics");
         assert_eq!(status, 200);
-        let m = |s| metric(&text, s).unwrap_or_else(|| panic!("no {s} in:\n{text}"));
+        let m = |s| prometheus_value(&text, s).unwrap_or_else(|| panic!("no {s} in:\n{text}"));
         // Uses 3, changes 4: every client message reached the authority, once.
         assert_eq!(m("wasmgate_shared_object_messages_in_total"), 7.0);
         // Use replies 3, then at least one tick's message to each board subscriber and a

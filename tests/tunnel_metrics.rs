@@ -41,16 +41,7 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String
 
 /// The value of one series (name with its labels, exactly) in Prometheus text.
 fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    prometheus_value(text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"))
 }
 
 #[test]

@@ -9,18 +9,6 @@ use std::time::Duration;
 use common::*;
 use gateway::Gateway;
 
-fn transports(gw: &Gateway) -> Vec<&'static str> {
-    let mut t: Vec<_> = gw
-        .core()
-        .clients()
-        .list()
-        .iter()
-        .map(|c| c.transport)
-        .collect();
-    t.sort();
-    t
-}
-
 #[test]
 fn ffmpeg_publishes_rtmpt_on_the_rtmp_port_and_ffmpeg_and_rtmpdump_play_rtmpt_from_the_http_port() {
     ensure_tools();
@@ -31,7 +19,7 @@ fn ffmpeg_publishes_rtmpt_on_the_rtmp_port_and_ffmpeg_and_rtmpdump_play_rtmpt_fr
         &fixture_flv_long(),
     );
     assert!(
-        wait_until(Duration::from_secs(10), || transports(&gw) == ["rtmpt"]
+        wait_until(Duration::from_secs(10), || gw.transports() == ["rtmpt"]
             && gw.publishing() == 1),
         "publisher over rtmpt never started: {}",
         publisher.stderr()
@@ -42,11 +30,11 @@ fn ffmpeg_publishes_rtmpt_on_the_rtmp_port_and_ffmpeg_and_rtmpdump_play_rtmpt_fr
     let mut ff = ffmpeg_play(&url, &ff_out, 3.0);
     let mut rd = rtmpdump_play(&url, &rd_out, 4);
     assert!(
-        wait_until(Duration::from_secs(10), || transports(&gw).len() == 3),
+        wait_until(Duration::from_secs(10), || gw.transports().len() == 3),
         "players did not connect: {:?}",
-        transports(&gw)
+        gw.transports()
     );
-    assert_eq!(transports(&gw), ["rtmpt", "rtmpt", "rtmpt"]);
+    assert_eq!(gw.transports(), ["rtmpt", "rtmpt", "rtmpt"]);
     let status = ff.finish(Duration::from_secs(30));
     assert!(
         status.success(),

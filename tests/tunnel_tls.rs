@@ -36,18 +36,6 @@ fn admin_post(addr: std::net::SocketAddr, path: &str) -> String {
     out
 }
 
-fn transports(gw: &Gateway) -> Vec<&'static str> {
-    let mut t: Vec<_> = gw
-        .core()
-        .clients()
-        .list()
-        .iter()
-        .map(|c| c.transport)
-        .collect();
-    t.sort();
-    t
-}
-
 #[test]
 fn rtmps_publish_and_rtmps_rtmpts_players_on_both_ports_survive_a_certificate_reload() {
     ensure_tools();
@@ -63,7 +51,7 @@ fn rtmps_publish_and_rtmps_rtmpts_players_on_both_ports_survive_a_certificate_re
         "rtmps publisher never started: {}",
         publisher.stderr()
     );
-    assert_eq!(transports(&gw), ["rtmps"]);
+    assert_eq!(gw.transports(), ["rtmps"]);
     let outs: Vec<PathBuf> = (0..3)
         .map(|i| dir.path().join(format!("p{i}.flv")))
         .collect();
@@ -87,12 +75,12 @@ fn rtmps_publish_and_rtmps_rtmpts_players_on_both_ports_survive_a_certificate_re
         ),
     ];
     assert!(
-        wait_until(Duration::from_secs(10), || transports(&gw).len() == 6),
+        wait_until(Duration::from_secs(10), || gw.transports().len() == 6),
         "players did not all connect: {:?}",
-        transports(&gw)
+        gw.transports()
     );
     assert_eq!(
-        transports(&gw),
+        gw.transports(),
         ["rtmps", "rtmps", "rtmps", "rtmpts", "rtmpts", "rtmpts"]
     );
     // A new certificate mid-stream: running sessions keep going, new ones get the new one.

@@ -1,6 +1,7 @@
-//! HTTP-FLV end to end: ffmpeg plays `http://…/app/stream.flv` from the HTTP listener and from
-//! the RTMP port (sniffed `GET`), curl sees a chunked `video/x-flv` body and readable refusals,
-//! an operator kick ends a viewer, and the token-auth guest gates viewers by `?token=`.
+//! HTTP-FLV and WebSocket-FLV end to end: ffmpeg plays `http://…/app/stream.flv` and a
+//! tokio-tungstenite client reads `ws://…/app/stream.flv` from the HTTP listener and from the RTMP
+//! port (sniffed `GET`); curl sees a chunked `video/x-flv` body and readable refusals; an
+//! operator kick ends a viewer; the token-auth guest gates viewers by `?token=`.
 
 mod apps;
 mod common;
@@ -12,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use gateway::{Gateway, wait};
+use gateway::{Gateway, wait, write_cert};
 
 /// Publishes the long fixture to `path` and waits until the gateway has it.
 fn publish(gw: &Gateway, path: &str, extra: &[&str]) -> Proc {
@@ -37,14 +38,23 @@ fn curl(url: &str, secs: f64, body: &Path) -> (Option<i32>, String) {
     (out.status.and_then(|s| s.code()), out.stdout)
 }
 
-fn http_viewers(gw: &Gateway) -> Vec<u64> {
+/// The ids of `transport` viewers in the client table.
+fn viewers(gw: &Gateway, transport: &str) -> Vec<u64> {
     gw.core()
         .clients()
         .list()
         .iter()
-        .filter(|c| c.transport == "http-flv")
+        .filter(|c| c.transport == transport)
         .map(|c| c.id)
         .collect()
+}
+
+fn http_viewers(gw: &Gateway) -> Vec<u64> {
+    viewers(gw, "http-flv")
+}
+
+fn ws_viewers(gw: &Gateway) -> Vec<u64> {
+    viewers(gw, "ws-flv")
 }
 
 fn flv_url(addr: SocketAddr, path: &str) -> String {
@@ -184,6 +194,18 @@ fn the_token_auth_guest_gates_http_flv_viewers() {
     );
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
 
+    let ws = |q: &str| {
+        ws_read(
+            &format!("ws://{}/secure/cam.flv{q}", gw.http_addr()),
+            1.0,
+            || {},
+        )
+    };
+    let (status, why) = ws("?token=nope").err().expect("a bad token was upgraded");
+    assert_eq!(status, 403, "{why}");
+    let read = ws("?token=s3cret").expect("the right token was refused");
+    assert!(!read.messages.is_empty());
+
     let out = dir.path().join("ok.flv");
     let mut ok = ffmpeg_play(
         &flv_url(gw.http_addr(), "secure/cam.flv?token=s3cret"),
@@ -193,4 +215,229 @@ fn the_token_auth_guest_gates_http_flv_viewers() {
     let status = ok.finish(Duration::from_secs(40));
     assert!(status.success(), "{}", ok.stderr());
     assert_av_file(&out);
+}
+
+/// What a WebSocket-FLV viewer got: the binary messages, and the close frame if the server
+/// closed the socket before `secs` were up.
+struct WsRead {
+    messages: Vec<Vec<u8>>,
+    close: Option<String>,
+}
+
+/// Reads `url` as a WebSocket client (tokio-tungstenite) for at most `secs`; `Err` is the
+/// refused handshake's status and body. `on_open` runs once the socket is open.
+fn ws_read(url: &str, secs: f64, on_open: impl FnOnce()) -> Result<WsRead, (u16, String)> {
+    use tokio_tungstenite::tungstenite::Error;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (ws, _) = match tokio_tungstenite::connect_async(url).await {
+            Ok(ok) => ok,
+            Err(Error::Http(r)) => {
+                let body = r.body().clone().unwrap_or_default();
+                return Err((
+                    r.status().as_u16(),
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
+            }
+            Err(e) => panic!("WebSocket connect to {url} failed: {e}"),
+        };
+        on_open();
+        Ok(read_messages(ws, secs).await)
+    })
+}
+
+/// Reads `wss://localhost/<path>` on `addr` for `secs`, trusting only the test certificate.
+fn wss_read(addr: SocketAddr, path: &str, cert: &Path, secs: f64) -> WsRead {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(cert).unwrap())
+            .unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .expect("TLS handshake with the gateway");
+        let url = format!("wss://localhost:{}/{path}", addr.port());
+        let (ws, _) = tokio_tungstenite::client_async(url, tls)
+            .await
+            .expect("WebSocket upgrade over TLS");
+        read_messages(ws, secs).await
+    })
+}
+
+/// Binary messages until `secs` pass or the server closes.
+async fn read_messages<S>(mut ws: tokio_tungstenite::WebSocketStream<S>, secs: f64) -> WsRead
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut read = WsRead {
+        messages: Vec::new(),
+        close: None,
+    };
+    let deadline = tokio::time::sleep(Duration::from_secs_f64(secs));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => break,
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Binary(b))) => read.messages.push(b.to_vec()),
+                Some(Ok(Message::Close(c))) => {
+                    read.close = Some(c.map(|c| c.reason.to_string()).unwrap_or_default());
+                    break;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("WebSocket read failed: {e}"),
+                None => {
+                    read.close = Some(String::new());
+                    break;
+                }
+            },
+        }
+    }
+    read
+}
+
+/// Splits FLV tag messages into (type, timestamp) and checks each message is whole tags.
+fn tag_heads(messages: &[Vec<u8>]) -> Vec<(u8, u32)> {
+    let mut heads = Vec::new();
+    for m in messages {
+        let mut rest = &m[..];
+        while !rest.is_empty() {
+            assert!(rest.len() >= 15, "a message splits a tag header");
+            let size = u32::from_be_bytes([0, rest[1], rest[2], rest[3]]) as usize;
+            let ts = u32::from_be_bytes([rest[7], rest[4], rest[5], rest[6]]);
+            assert!(rest.len() >= 11 + size + 4, "a message splits a tag body");
+            heads.push((rest[0], ts));
+            rest = &rest[11 + size + 4..];
+        }
+    }
+    heads
+}
+
+#[test]
+fn a_websocket_client_reads_flv_tags_that_ffprobe_decodes_from_both_ports() {
+    ensure_tools();
+    let gw = Gateway::start();
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = publish(&gw, "live/cam", &[]);
+    for (n, url) in [
+        format!("ws://{}/live/cam.flv", gw.http_addr()),
+        format!("ws://{}/live/_definst_/cam.flv?x=1", gw.addr),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let read = ws_read(url, 3.0, || {
+            assert!(wait(Duration::from_secs(5), || ws_viewers(&gw).len() == 1));
+        })
+        .unwrap_or_else(|e| panic!("{url} refused: {e:?}"));
+        assert!(read.close.is_none(), "{url} closed early: {:?}", read.close);
+        let (first, tags) = read.messages.split_first().expect("no messages");
+        assert_eq!(&first[..4], b"FLV\x01", "{url}: no FLV header first");
+        let heads = tag_heads(tags);
+        assert!(heads.iter().any(|h| h.0 == 9) && heads.iter().any(|h| h.0 == 8));
+        assert!(heads.len() > 100, "{url}: only {} tags in 3 s", heads.len());
+        let file = dir.path().join(format!("ws-{n}.flv"));
+        std::fs::write(&file, read.messages.concat()).unwrap();
+        let packets = assert_av_file(&file);
+        assert!(first_video_is_keyframe(&packets), "{url}");
+        assert_monotonic(&packets);
+        assert!(wait(Duration::from_secs(5), || ws_viewers(&gw).is_empty()));
+    }
+    drop(publisher);
+}
+
+#[test]
+fn websocket_refusals_name_their_reason_and_a_kick_closes_the_socket() {
+    ensure_tools();
+    let gw = Gateway::start();
+    let dir = tempfile::tempdir().unwrap();
+    let _publisher = publish(&gw, "live/cam", &[]);
+
+    let err = ws_read(
+        &format!("ws://{}/live/nope.flv", gw.http_addr()),
+        1.0,
+        || {},
+    )
+    .err();
+    let (status, body) = err.expect("an unknown stream was upgraded");
+    assert_eq!(status, 404);
+    assert!(body.contains("is not live"), "{body:?}");
+
+    // An upgrade without its key is a 400 that says what is missing.
+    let body = dir.path().join("body");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-D", "-", "-o"]).arg(&body).args([
+        "-H",
+        "Upgrade: websocket",
+        "-H",
+        "Connection: Upgrade",
+        "-H",
+        "Sec-WebSocket-Version: 13",
+        &flv_url(gw.http_addr(), "live/cam.flv"),
+    ]);
+    let out = run_capture(cmd, Duration::from_secs(15));
+    assert!(out.stdout.starts_with("HTTP/1.1 400"), "{}", out.stdout);
+    let text = std::fs::read_to_string(&body).unwrap();
+    assert!(text.contains("Sec-WebSocket-Key"), "{text:?}");
+
+    let url = format!("ws://{}/live/cam.flv", gw.http_addr());
+    let started = std::time::Instant::now();
+    let read = ws_read(&url, 30.0, || {
+        assert!(wait(Duration::from_secs(5), || ws_viewers(&gw).len() == 1));
+        assert!(gw.core().clients().kick(ws_viewers(&gw)[0]));
+    })
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the kick did not close the socket"
+    );
+    assert_eq!(read.close.as_deref(), Some("stream ended"));
+    assert!(wait(Duration::from_secs(5), || ws_viewers(&gw).is_empty()));
+}
+
+#[test]
+fn https_and_wss_flv_play_from_a_tls_port() {
+    ensure_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_cert(dir.path());
+    let mut config = wasmgate::config::Config::default();
+    config.tls.cert = Some(cert.clone());
+    config.tls.key = Some(key);
+    let gw = Gateway::start_with(config);
+    let _publisher = publish(&gw, "live/cam", &[]);
+
+    let out = dir.path().join("https.flv");
+    let mut p = ffmpeg_play(
+        &format!("https://127.0.0.1:{}/live/cam.flv", gw.http_addr().port()),
+        &out,
+        3.0,
+    );
+    let read = wss_read(gw.addr, "live/cam.flv", &cert, 3.0);
+    assert!(read.close.is_none(), "closed early: {:?}", read.close);
+    let (first, tags) = read.messages.split_first().expect("no messages over wss");
+    assert_eq!(&first[..4], b"FLV\x01");
+    assert!(tag_heads(tags).len() > 100, "too few tags over wss");
+    let status = p.finish(Duration::from_secs(40));
+    assert!(status.success(), "ffmpeg over https failed: {}", p.stderr());
+    let packets = assert_av_file(&out);
+    assert!(first_video_is_keyframe(&packets));
 }

@@ -461,22 +461,31 @@ mod tests {
             .expect("queue open")
     }
 
-    #[tokio::test]
-    async fn a_full_client_queue_cuts_that_client_off_only_and_a_dropped_link_releases() {
+    /// A hub whose client queues hold `queue` messages, and clients 1 and 2 of `app/inst`
+    /// that have both sent a Use of `so` (the store's folder lives as long as the first value).
+    fn two_clients_using_so(
+        queue: usize,
+    ) -> (tempfile::TempDir, Arc<SoHub>, Scope, SoLink, SoLink) {
         let dir = tempfile::tempdir().unwrap();
         let hub = Arc::new(SoHub::new(
             SoLimits::default(),
             Arc::new(FileSoStore::new(dir.path())),
-            1,
+            queue,
             Duration::from_millis(50),
         ));
         let scope = Scope::new("app", "inst");
-        let (mut a, mut b) = (
+        let (a, b) = (
             hub.attach(1, scope.clone(), None),
             hub.attach(2, scope.clone(), None),
         );
         let use_msg = SoMessage::new("so", 0, false, vec![SoEvent::Use]);
         assert!(a.submit(use_msg.clone()) && b.submit(use_msg));
+        (dir, hub, scope, a, b)
+    }
+
+    #[tokio::test]
+    async fn a_full_client_queue_cuts_that_client_off_only_and_a_dropped_link_releases() {
+        let (_dir, hub, scope, mut a, mut b) = two_clients_using_so(1);
         next(&mut b).await;
         // `a` never reads: its Use reply fills its queue of one.
         let change = SoEvent::RequestChange {
@@ -512,20 +521,7 @@ mod tests {
 
     #[tokio::test]
     async fn stats_count_messages_in_and_out_and_the_authoritys_totals() {
-        let dir = tempfile::tempdir().unwrap();
-        let hub = Arc::new(SoHub::new(
-            SoLimits::default(),
-            Arc::new(FileSoStore::new(dir.path())),
-            16,
-            Duration::from_millis(50),
-        ));
-        let scope = Scope::new("app", "inst");
-        let (mut a, mut b) = (
-            hub.attach(1, scope.clone(), None),
-            hub.attach(2, scope.clone(), None),
-        );
-        let use_msg = SoMessage::new("so", 0, false, vec![SoEvent::Use]);
-        assert!(a.submit(use_msg.clone()) && b.submit(use_msg));
+        let (_dir, hub, _scope, mut a, mut b) = two_clients_using_so(16);
         next(&mut a).await;
         next(&mut b).await;
         let change = SoEvent::RequestChange {

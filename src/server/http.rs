@@ -1,6 +1,6 @@
 //! One HTTP connection on an HTTP listener or the sniffed RTMP port: hyper's HTTP/1.1 server,
-//! each request routed to browser delivery (`web`, `GET …/stream.flv`) or to the RTMPT tunnel
-//! (everything else). Both are only consumers of requests; neither knows the other.
+//! each request routed to browser delivery (`web`, `…/stream.flv`, plain or upgraded to a
+//! WebSocket) or to the RTMPT tunnel (everything else). Both are only consumers of requests; neither knows the other.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -52,7 +52,9 @@ pub(super) async fn serve<S>(
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_buf_size(64 * 1024)
-        .serve_connection(TokioIo::new(io), svc);
+        .serve_connection(TokioIo::new(io), svc)
+        // WebSocket-FLV takes the connection over after its `101`.
+        .with_upgrades();
     async move {
         if let Err(e) = conn.await {
             debug!(error = %e, "HTTP connection ended with an error");

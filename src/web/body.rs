@@ -34,6 +34,11 @@ impl Tags {
     pub fn len(&self) -> usize {
         self.len
     }
+
+    /// The buffers, in order (a WebSocket sends each as its own message).
+    pub fn into_parts(self) -> impl Iterator<Item = Bytes> {
+        self.parts.into_iter()
+    }
 }
 
 impl From<Bytes> for Tags {

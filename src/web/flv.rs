@@ -1,6 +1,6 @@
-//! HTTP-FLV: one live stream as an endless FLV body. A task per viewer moves its
-//! [`Playback`] into the response: tags made once per frame ([`Frame::flv_tag`]) are shared by
-//! every viewer, batched per merge window into one vectored write.
+//! HTTP-FLV and WebSocket-FLV: one live stream as an endless run of FLV tags. A task per viewer
+//! moves its [`Playback`] into batches for a response body or a WebSocket (`ws.rs`): tags made
+//! once per frame ([`Frame::flv_tag`]) are shared by every viewer, batched per merge window.
 //!
 //! A viewer that stops reading fills its small body queue; its task then stops draining the
 //! stream's ring, which lags, so it skips to the next keyframe like an RTMP player and, when it
@@ -23,7 +23,7 @@ use crate::apps::{Route, ToActor, ToConn};
 use crate::gateway::{ClientGuard, Core};
 use crate::media::record::flv::file_header;
 use crate::media::registry::Frame;
-use crate::media::{MediaSink, Playback, Player, Subscription};
+use crate::media::{MediaSink, Playback, Player, StreamKey, Subscription};
 use crate::rtmp::session::MediaKind;
 
 /// The transport label of HTTP-FLV viewers (client table, metrics, app hooks).
@@ -33,14 +33,22 @@ const BODY_QUEUE: usize = 4;
 /// Ring items taken per wake-up, as for RTMP players.
 const DRAIN_MAX: usize = 256;
 
-/// Starts serving `path` to a viewer, or says why not.
-pub async fn play(
+/// A viewer the app admitted, ready to be started on a response body or a WebSocket.
+pub struct Ready {
+    viewer: Viewer,
+    key: StreamKey,
+    player: Player,
+}
+
+/// Admits a viewer of `path` over `transport` (`http-flv` or `ws-flv`), or says why not: the
+/// stream must be live and the app (if any) must accept the connect and the play.
+pub async fn admit(
     core: &Arc<Core>,
     peer: SocketAddr,
     path: StreamPath,
-    query: String,
-    head: bool,
-) -> Result<Response<WebBody>, Refused> {
+    query: &str,
+    transport: &'static str,
+) -> Result<Ready, Refused> {
     let key = path.key();
     let route = core.apps().route(&path.app, &path.instance);
     if matches!(route, Route::Deny) {
@@ -53,43 +61,79 @@ pub async fn play(
         return Err((StatusCode::NOT_FOUND, format!("stream {key} is not live")));
     }
     let id = core.next_conn_id();
-    let client = core.clients().register(id, peer, TRANSPORT);
+    let client = core.clients().register(id, peer, transport);
     client.entry.set_app(&path.app, &path.instance);
     let admitted = match route {
-        Route::App(link) => Some(gate::admit(link, id, peer, TRANSPORT, &path, &query).await?),
+        Route::App(link) => Some(gate::admit(link, id, peer, transport, &path, query).await?),
         Route::Live | Route::Deny => None,
     };
-    let mut r = Response::new(WebBody::empty());
-    let h = r.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("video/x-flv"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    if head {
-        if let Some(a) = admitted {
-            leave(&a, id, &path.stream);
-        }
-        return Ok(r);
-    }
     let config = core.config();
     let player = Player::new(
         config.media.player_max_skips,
         Duration::from_secs(config.media.player_skip_window_secs),
     );
-    let sub = core.registry().play(key.clone());
-    let (tx, rx) = mpsc::channel(BODY_QUEUE);
-    *r.body_mut() = WebBody::Stream(rx);
     let viewer = Viewer {
         core: core.clone(),
         client,
         admitted,
         stream: path.stream.clone(),
+        transport,
         merge: Duration::from_millis(config.media.merge_window_ms),
         write_timeout: Duration::from_secs(config.rtmp.write_timeout_secs),
     };
-    let span = info_span!("http-flv", id, %peer, stream = %key);
-    info!(parent: &span, query_len = query.len(), "HTTP-FLV viewer playing");
-    tokio::spawn(viewer.run(sub, player, tx).instrument(span));
-    Ok(r)
+    info!(id, %peer, stream = %key, transport, query_len = query.len(), "FLV viewer admitted");
+    Ok(Ready {
+        viewer,
+        key,
+        player,
+    })
+}
+
+impl Ready {
+    /// Starts the viewer's task; its batches of tags arrive on the receiver, which the viewer
+    /// leaves by dropping.
+    pub fn start(self) -> mpsc::Receiver<Tags> {
+        let (tx, rx) = mpsc::channel(BODY_QUEUE);
+        let sub = self.viewer.core.registry().play(self.key);
+        let v = &self.viewer;
+        let span =
+            info_span!("flv", id = v.client.entry.id, transport = v.transport, stream = %v.stream);
+        tokio::spawn(self.viewer.run(sub, self.player, tx).instrument(span));
+        rx
+    }
+
+    /// Lets the viewer go without playing (a `HEAD`, an upgrade that never came).
+    pub fn cancel(self) {
+        if let Some(a) = &self.viewer.admitted {
+            leave(a, self.viewer.client.entry.id, &self.viewer.stream);
+        }
+    }
+}
+
+/// The headers of an HTTP-FLV reply.
+fn flv_response(body: WebBody) -> Response<WebBody> {
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("video/x-flv"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    r
+}
+
+/// Serves `path` as an endless HTTP-FLV body (headers only for a `HEAD`), or says why not.
+pub async fn play(
+    core: &Arc<Core>,
+    peer: SocketAddr,
+    path: StreamPath,
+    query: String,
+    head: bool,
+) -> Result<Response<WebBody>, Refused> {
+    let ready = admit(core, peer, path, &query, TRANSPORT).await?;
+    if head {
+        ready.cancel();
+        return Ok(flv_response(WebBody::empty()));
+    }
+    Ok(flv_response(WebBody::Stream(ready.start())))
 }
 
 /// Tells the app the viewer is gone (the play, then the client).
@@ -107,6 +151,7 @@ struct Viewer {
     client: ClientGuard,
     admitted: Option<Admitted>,
     stream: String,
+    transport: &'static str,
     merge: Duration,
     write_timeout: Duration,
 }
@@ -155,7 +200,7 @@ impl Viewer {
         let counters = core.counters();
         counters.connections.fetch_add(1, Ordering::Relaxed);
         counters.connections_total.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::connection_opened(TRANSPORT);
+        crate::metrics::connection_opened(self.transport);
         let mut sink = FlvSink {
             tags: Tags::default(),
             ended: false,
@@ -168,8 +213,8 @@ impl Viewer {
             leave(a, self.client.entry.id, &self.stream);
         }
         let bytes_out = self.client.entry.bytes_out.load(Ordering::Relaxed);
-        info!(bytes_out, oversized = sink.oversized, %reason, "HTTP-FLV viewer closed");
-        crate::metrics::connection_closed(TRANSPORT);
+        info!(bytes_out, oversized = sink.oversized, %reason, "FLV viewer closed");
+        crate::metrics::connection_closed(self.transport);
         counters.connections.fetch_sub(1, Ordering::Relaxed);
     }
 

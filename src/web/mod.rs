@@ -1,5 +1,5 @@
 //! Browser delivery on the HTTP listeners: live streams as HTTP-FLV (`GET /app[/instance]/
-//! stream.flv`), for players such as mpegts.js or ffmpeg that speak no RTMP.
+//! stream.flv`) and WebSocket-FLV (the same path upgraded), for players that speak no RTMP.
 //!
 //! Each viewer is a client like an RTMP player: it is in the client table (kick, admin list),
 //! goes through the app's `on-connect` (transport `http-flv`, the URL's query as the client's
@@ -11,6 +11,7 @@ mod flv;
 mod gate;
 mod page;
 mod path;
+mod ws;
 
 pub use body::{Tags, WebBody};
 pub use page::{is_page_request, serve as serve_page};
@@ -18,6 +19,7 @@ pub use path::{StreamPath, is_flv_request};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{
@@ -34,7 +36,7 @@ pub const MAX_QUERY: usize = 4096;
 
 /// Answers one browser-delivery request (the caller checked [`is_flv_request`]).
 pub async fn handle(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     peer: SocketAddr,
     core: &Arc<Core>,
 ) -> Response<WebBody> {
@@ -51,7 +53,7 @@ pub async fn handle(
         h.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
         return r;
     }
-    let uri = req.uri();
+    let uri = req.uri().clone();
     let query = uri.query().unwrap_or("");
     if query.len() > MAX_QUERY {
         return refuse(
@@ -65,6 +67,28 @@ pub async fn handle(
         Ok(p) => p,
         Err(why) => return refuse(peer, uri.path(), StatusCode::NOT_FOUND, why),
     };
+    if ws::wants_upgrade(req.headers()) {
+        let accept = match ws::accept_key(req.headers()) {
+            Ok(_) if req.method() != Method::GET => {
+                return refuse(
+                    peer,
+                    uri.path(),
+                    StatusCode::BAD_REQUEST,
+                    "a WebSocket upgrade must be a GET",
+                );
+            }
+            Ok(a) => a,
+            Err((status, why)) => return refuse(peer, uri.path(), status, &why),
+        };
+        let ready = match flv::admit(core, peer, path, query, ws::TRANSPORT).await {
+            Ok(r) => r,
+            Err((status, why)) => return refuse(peer, uri.path(), status, &why),
+        };
+        let upgrade = hyper::upgrade::on(&mut req);
+        let write_timeout = Duration::from_secs(core.config().rtmp.write_timeout_secs);
+        tokio::spawn(ws::forward(upgrade, ready.start(), write_timeout));
+        return ws::switching(&accept);
+    }
     let head = req.method() == Method::HEAD;
     match flv::play(core, peer, path, query.to_owned(), head).await {
         Ok(r) => r,
@@ -74,7 +98,7 @@ pub async fn handle(
 
 /// A refusal the viewer can read, logged with its reason.
 fn refuse(peer: SocketAddr, path: &str, status: StatusCode, why: &str) -> Response<WebBody> {
-    info!(%peer, path, status = status.as_u16(), reason = why, "HTTP-FLV request refused");
+    info!(%peer, path, status = status.as_u16(), reason = why, "browser request refused");
     let mut r = Response::new(WebBody::full(format!("{why}\n")));
     *r.status_mut() = status;
     let h = r.headers_mut();

@@ -905,3 +905,14 @@ pub fn assert_monotonic(packets: &[Packet]) {
         }
     }
 }
+
+/// The value of one series (its name with its labels, exactly) in Prometheus text.
+pub fn prometheus_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}

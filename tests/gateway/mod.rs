@@ -76,6 +76,19 @@ impl Gateway {
             .count()
     }
 
+    /// The transports of the connected clients, sorted.
+    pub fn transports(&self) -> Vec<&'static str> {
+        let mut t: Vec<_> = self
+            .core()
+            .clients()
+            .list()
+            .iter()
+            .map(|c| c.transport)
+            .collect();
+        t.sort();
+        t
+    }
+
     /// The gateway core (streams, clients, apps, config, counters).
     pub fn core(&self) -> &Arc<Core> {
         &self.server.core

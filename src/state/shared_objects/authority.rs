@@ -223,6 +223,33 @@ impl Object {
         }
     }
 
+    /// Queues `handler(args...)` for every subscriber at the next tick, within the pending
+    /// count and byte bounds.
+    fn queue_message(
+        &mut self,
+        limits: &SoLimits,
+        handler: &str,
+        args: Vec<Amf0Value>,
+    ) -> Result<(), SoRefusal> {
+        let event = SoEvent::SendMessage {
+            handler: handler.to_owned(),
+            args,
+        };
+        let size = event.encoded_len();
+        if self.messages.len() >= limits.max_pending_messages
+            || self.message_bytes + size > limits.max_bytes
+        {
+            return Err(SoRefusal::TooManyMessages {
+                max: limits.max_pending_messages,
+            });
+        }
+        if let SoEvent::SendMessage { handler, args } = event {
+            self.messages.push((handler, args));
+            self.message_bytes += size;
+        }
+        Ok(())
+    }
+
     fn refuse(&mut self, client: ClientId, refusal: SoRefusal) -> SoRefusal {
         if self.subscribers.contains(&client) {
             self.statuses
@@ -695,23 +722,9 @@ impl SharedObjects {
     ) -> Result<(), SoRefusal> {
         let limits = self.limits;
         let object = self.writable(scope, client, name, now_ms)?;
-        let event = SoEvent::SendMessage {
-            handler: handler.to_owned(),
-            args,
-        };
-        let size = event.encoded_len();
-        if object.messages.len() >= limits.max_pending_messages
-            || object.message_bytes + size > limits.max_bytes
-        {
-            let max = limits.max_pending_messages;
-            return Err(object.refuse(client, SoRefusal::TooManyMessages { max }));
-        }
-        let SoEvent::SendMessage { handler, args } = event else {
-            return Ok(());
-        };
-        object.messages.push((handler, args));
-        object.message_bytes += size;
-        Ok(())
+        object
+            .queue_message(&limits, handler, args)
+            .map_err(|refusal| object.refuse(client, refusal))
     }
 
     /// The app sets a slot of a loaded object (no rate limit; every subscriber gets Change).
@@ -793,23 +806,7 @@ impl SharedObjects {
         let object = self
             .object_mut(scope, name)
             .ok_or(SoRefusal::NoSuchObject)?;
-        let event = SoEvent::SendMessage {
-            handler: handler.to_owned(),
-            args,
-        };
-        let size = event.encoded_len();
-        if object.messages.len() >= limits.max_pending_messages
-            || object.message_bytes + size > limits.max_bytes
-        {
-            return Err(SoRefusal::TooManyMessages {
-                max: limits.max_pending_messages,
-            });
-        }
-        if let SoEvent::SendMessage { handler, args } = event {
-            object.messages.push((handler, args));
-            object.message_bytes += size;
-        }
-        Ok(())
+        object.queue_message(&limits, handler, args)
     }
 
     /// Keys of a loaded object, in order.
