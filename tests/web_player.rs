@@ -23,7 +23,16 @@ use gateway::{Gateway, wait};
 use wasmgate::config::Config;
 
 /// The transports the page offers that the gateway serves.
-const TRANSPORTS: &[&str] = &["http-flv"];
+const TRANSPORTS: &[&str] = &["http-flv", "ws-flv"];
+
+/// The client-table transport of a viewer playing over `transport`, where it has one.
+fn client_label(transport: &str) -> Option<&'static str> {
+    match transport {
+        "http-flv" => Some("http-flv"),
+        "ws-flv" => Some("ws-flv"),
+        _ => None,
+    }
+}
 
 /// Seconds of playback watched per transport once the video plays.
 const WATCH_SECS: u32 = 8;
@@ -33,19 +42,9 @@ const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf";
 /// `geq` luma of the clock strip at pixel `X` of a frame whose time `T` is the wall clock in
 /// seconds (the pts was set to `RTCTIME`): the layout `assets/player/page.js` decodes. White =
 /// 1: blocks 0-3 are 1010, 4-35 the Unix time in ms mod 2^32 (most significant bit first),
-/// 36-39 the sum of its eight nibbles mod 16. `ld(0)` is the value, `ld(1)` the block.
-fn strip_luma() -> String {
-    let nibbles: Vec<String> = (0..8)
-        .map(|i| format!("mod(floor(ld(0)/{}),16)", 16u64.pow(i)))
-        .collect();
-    format!(
-        "st(0,mod(floor(T*1000),4294967296));st(1,floor(X*40/W));\
-         st(2,if(lt(ld(1),4),1-mod(ld(1),2),\
-         if(lt(ld(1),36),mod(floor(ld(0)/pow(2,35-ld(1))),2),\
-         mod(floor(mod({},16)/pow(2,39-ld(1))),2))));16+219*ld(2)",
-        nibbles.join("+")
-    )
-}
+/// 36-39 the sum of its eight nibbles mod 16; `ld(0)` is the value, `ld(1)` the block. The
+/// README's ffmpeg command reads the same file.
+const STRIP_LUMA: &str = include_str!("player-clock-strip.expr");
 
 /// ffmpeg publishing a live test picture (640x360, 25 fps, H.264 main, a keyframe every
 /// second, zerolatency) and a sine (AAC) to `url`, the wall clock burned in as text and as the
@@ -53,13 +52,13 @@ fn strip_luma() -> String {
 fn publish_clock(url: &str) -> Proc {
     ensure_tools();
     let graph = format!(
-        "[0:v]settb=AVTB,setpts=RTCTIME,split[m][s];\
+        "[0:v]format=yuv420p,settb=AVTB,setpts=RTCTIME,split[m][s];\
          [s]crop=iw:iw/40:0:0,geq=lum='{strip}':cb=128:cr=128[strip];\
          [m][strip]overlay=0:0,\
          drawtext=fontfile={FONT}:text='%{{localtime\\:%T}}.%{{eif\\:mod(t*1000\\,1000)\\:d\\:3}}':\
          x=16:y=40:fontsize=40:fontcolor=white:box=1:boxcolor=black@0.6,\
          setpts=N/FRAME_RATE/TB[v]",
-        strip = strip_luma()
+        strip = STRIP_LUMA.trim()
     );
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-nostdin", "-hide_banner", "-loglevel", "warning"])
@@ -294,7 +293,15 @@ fn chromium_plays_live_streams_on_the_page_and_measures_glass_to_glass_latency()
             .arg(transport)
             .arg(&shot)
             .arg(WATCH_SECS.to_string());
-        let out = run_capture(cmd, Duration::from_secs(120));
+        let browser = std::thread::spawn(move || run_capture(cmd, Duration::from_secs(120)));
+        // The page's viewer is in the client table under the transport it picked.
+        let label = client_label(transport);
+        let mut seen = label.is_none();
+        while !browser.is_finished() {
+            seen |= label.is_some_and(|l| gw.transports().contains(&l));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = browser.join().unwrap();
         let result: serde_json::Value =
             serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| {
                 panic!(
@@ -309,6 +316,10 @@ fn chromium_plays_live_streams_on_the_page_and_measures_glass_to_glass_latency()
             out.status,
             out.stderr,
             publisher.stderr()
+        );
+        assert!(
+            seen,
+            "{transport}: no {label:?} viewer in the client table while the page played"
         );
         let (start, end) = (&result["start"], &result["end"]);
         let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
