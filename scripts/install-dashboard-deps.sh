@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the dashboard test (tests/admin_dashboard.rs) drives: Debian's chromium, node and
-# npm, and playwright-core from tests/dashboard/package-lock.json (`npm ci`, no browser download).
+# Installs what the browser tests (tests/admin_dashboard.rs, tests/web_player.rs) drive: Debian's
+# chromium, node and npm, playwright-core from tests/dashboard/package-lock.json (`npm ci`, no
+# browser download), and the DejaVu fonts ffmpeg's drawtext burns the player test's clock with.
 # Idempotent and serialised with flock: a second caller waits, then finds everything present.
 set -euo pipefail
 
@@ -15,6 +16,7 @@ missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+[[ -f /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf ]] || missing+=(fonts-dejavu-core)
 
 if [[ ${#missing[@]} -gt 0 ]]; then
     apt_install install-dashboard-deps "${missing[@]}"
@@ -27,4 +29,4 @@ if [[ ! -f "$dash/node_modules/playwright-core/package.json" ]] \
     # playwright-core never downloads browsers; the test uses /usr/bin/chromium.
     (cd "$dash" && npm ci --no-audit --no-fund --loglevel=error)
 fi
-echo "install-dashboard-deps: chromium, node and playwright-core present"
+echo "install-dashboard-deps: chromium, node, playwright-core and fonts present"

@@ -66,21 +66,6 @@ fn so_client(url: String) -> (JoinHandle<()>, tokio::sync::oneshot::Sender<()>) 
     (handle, stop_tx)
 }
 
-/// Installs chromium, node and playwright-core through the project script (idempotent).
-fn ensure_dashboard_deps() {
-    let script = manifest_dir().join("scripts/install-dashboard-deps.sh");
-    let mut cmd = Command::new("bash");
-    cmd.arg(&script);
-    let out = run_capture(cmd, Duration::from_secs(900));
-    assert!(
-        out.success(),
-        "{} failed:\n{}\n{}",
-        script.display(),
-        out.stdout,
-        out.stderr
-    );
-}
-
 #[test]
 fn dashboard_in_chromium_shows_a_live_stream_and_its_buttons_work() {
     ensure_tools();

@@ -64,6 +64,7 @@ const LIVE_KEYS: &[&str] = &[
     "http.session_buffer_bytes",
     "http.session_idle_timeout_secs",
     "http.reorder_wait_ms",
+    "http.player_page",
     "tls.cert",
     "tls.key",
     "admin.allow",

@@ -41,6 +41,10 @@ pub struct HttpSection {
     pub session_idle_timeout_secs: u64,
     /// How long a request that arrived ahead of its sequence number waits for the missing one.
     pub reorder_wait_ms: u64,
+    /// Serve the player page on HTTP listeners and the RTMP port: `GET /` lists the live
+    /// streams and plays one in the browser (HTTP-FLV, WebSocket-FLV, LL-HLS), with
+    /// `/streams.json` and the embedded players under `/player/`. `false` answers 404 there.
+    pub player_page: bool,
 }
 
 /// RTMPT idle-poll latency presets, as FMS named them.
@@ -76,6 +80,7 @@ impl Default for HttpSection {
             session_buffer_bytes: 1 << 20,
             session_idle_timeout_secs: 30,
             reorder_wait_ms: 2000,
+            player_page: true,
         }
     }
 }

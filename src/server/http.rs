@@ -37,6 +37,8 @@ pub(super) async fn serve<S>(
             let peer = forwarded_peer(peer, &req, &core);
             let r = if web::is_flv_request(req.method(), req.uri().path()) {
                 web::handle(req, peer, &core).await
+            } else if web::is_page_request(req.method(), req.uri().path()) {
+                web::serve_page(&core, req.uri().path(), req.headers())
             } else {
                 tunnel::handle(req, peer, transport, &tunnel, &core)
                     .await

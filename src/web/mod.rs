@@ -9,10 +9,12 @@
 mod body;
 mod flv;
 mod gate;
+mod page;
 mod path;
 mod ws;
 
 pub use body::{Tags, WebBody};
+pub use page::{is_page_request, serve as serve_page};
 pub use path::{StreamPath, is_flv_request};
 
 use std::net::SocketAddr;

@@ -155,6 +155,23 @@ pub fn ensure_tools() {
     }
 }
 
+/// Installs what the browser tests drive (Debian's chromium, node, playwright-core in
+/// `tests/dashboard/node_modules`, fonts) through `scripts/install-dashboard-deps.sh`, which is
+/// idempotent and serialised with flock; panics with its output if it fails.
+pub fn ensure_dashboard_deps() {
+    let script = manifest_dir().join("scripts/install-dashboard-deps.sh");
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script);
+    let out = run_capture(cmd, Duration::from_secs(900));
+    assert!(
+        out.success(),
+        "{} failed:\n{}\n{}",
+        script.display(),
+        out.stdout,
+        out.stderr
+    );
+}
+
 /// Cross-process lock: a file created with `create_new` holding the owner's pid.
 ///
 /// A lock whose owner process is gone, or which is older than `stale_after`,
