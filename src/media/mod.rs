@@ -12,6 +12,7 @@
 //! later).
 
 pub mod codec;
+pub mod fmp4;
 pub mod player;
 pub mod record;
 pub mod registry;
