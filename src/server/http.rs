@@ -33,7 +33,8 @@ pub(super) async fn serve<S>(
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (tunnel, core) = (tunnel.clone(), core.clone());
         async move {
-            let r = if web::is_flv_request(req.method(), req.uri().path()) {
+            let (method, path) = (req.method(), req.uri().path());
+            let r = if web::is_flv_request(method, path) || web::is_hls_request(method, path) {
                 web::handle(req, peer, &core).await
             } else {
                 tunnel::handle(req, peer, transport, &tunnel, &core)

@@ -9,9 +9,11 @@
 mod body;
 mod flv;
 mod gate;
+mod hls;
 mod path;
 
 pub use body::{Tags, WebBody};
+pub use hls::is_hls_request;
 pub use path::{StreamPath, is_flv_request};
 
 use std::net::SocketAddr;
@@ -30,12 +32,16 @@ use crate::gateway::Core;
 /// Longest query string accepted (a token and a few parameters fit many times over).
 pub const MAX_QUERY: usize = 4096;
 
-/// Answers one browser-delivery request (the caller checked [`is_flv_request`]).
+/// Answers one browser-delivery request (the caller checked [`is_flv_request`] or
+/// [`is_hls_request`]).
 pub async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
     core: &Arc<Core>,
 ) -> Response<WebBody> {
+    if is_hls_request(req.method(), req.uri().path()) {
+        return hls::handle(req, peer, core).await;
+    }
     if req.method() == Method::OPTIONS {
         // CORS preflight: players on other origins may read the stream.
         let mut r = Response::new(WebBody::empty());

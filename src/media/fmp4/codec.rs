@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use mp4_atom::{Atom, Avcc, Hvcc};
 
-use super::Fmp4Error;
+use super::error::Fmp4Error;
 use super::sps::{h264_size, h265_size};
 
 /// A video track's decoder configuration.

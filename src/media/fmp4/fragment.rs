@@ -6,7 +6,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use mp4_atom::{Encode, Mfhd, Moof, Tfdt, Tfhd, Traf, Trun, TrunEntry, TrunSamples};
 
-use super::Fmp4Error;
+use super::error::Fmp4Error;
 
 /// `sample_depends_on = 2` (an I picture, or any audio frame).
 pub const SYNC: u32 = 0x0200_0000;

@@ -11,8 +11,8 @@ use mp4_atom::{
     Visual, Vmhd,
 };
 
-use super::Fmp4Error;
 use super::codec::{AudioConfig, VideoCodec, VideoConfig};
+use super::error::Fmp4Error;
 
 /// Ticks per second of both tracks (FLV's millisecond clock).
 pub const TIMESCALE: u32 = 1000;

@@ -15,6 +15,7 @@
 //! dependency here parses.
 
 pub mod codec;
+mod error;
 pub mod fragment;
 pub mod init;
 pub mod segmenter;
@@ -23,18 +24,7 @@ mod sps;
 pub use codec::{AudioConfig, VideoCodec, VideoConfig};
 pub use segmenter::{Lookup, Part, Segment, Segmenter, SegmenterConfig};
 
-/// Why a stream (or one of its frames) cannot be written as fMP4.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Fmp4Error {
-    /// A codec fMP4 here does not carry (only H.264, H.265 and AAC).
-    #[error("unsupported for HLS: {0}")]
-    Unsupported(String),
-    /// A body that does not parse as its codec says.
-    #[error("malformed media: {0}")]
-    Malformed(String),
-    #[error("fMP4 encoding failed: {0}")]
-    Encode(String),
-}
+pub use error::Fmp4Error;
 
 #[cfg(test)]
 mod tests;

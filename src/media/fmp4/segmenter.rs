@@ -26,8 +26,8 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use super::Fmp4Error;
 use super::codec::{AudioConfig, AudioPacket, VideoConfig, VideoPacket, parse_audio, parse_video};
+use super::error::Fmp4Error;
 use super::fragment::{Run, Sample, fragment};
 use super::init::{AUDIO_TRACK, VIDEO_TRACK, init_segment};
 

@@ -5,9 +5,10 @@ use bytes::Bytes;
 use mp4_atom::{Any, Codec, Decode, Moof, TrunSamples};
 
 use super::codec::tests::avc_header;
+use super::codec::{self, AudioConfig, VideoCodec, VideoConfig};
 use super::fragment::{NON_SYNC, Run, SYNC, Sample, fragment};
 use super::init::{AUDIO_TRACK, TIMESCALE, VIDEO_TRACK, init_segment};
-use super::*;
+use super::segmenter::{Lookup, Segment, Segmenter, SegmenterConfig};
 
 const AAC_HEADER: &[u8] = &[0xaf, 0, 0x12, 0x08];
 
