@@ -41,7 +41,7 @@ use hyper::header::{
     CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION,
 };
 use hyper::{Method, Request, Response, StatusCode};
-use tracing::info;
+use tracing::{Instrument, info, info_span};
 
 use super::body::WebBody;
 use super::gate::{self, Refused};
@@ -178,14 +178,15 @@ async fn open(
     info!(id, %peer, stream = %key, query_len = q.app.len(), "HLS viewer admitted");
     let timeout = Duration::from_secs(http.hls_session_timeout_secs);
     let table = Arc::downgrade(hls);
-    tokio::spawn(
-        s.clone()
-            .run(core.clone(), guard, admitted, timeout, move |s| {
-                if let Some(t) = table.upgrade() {
-                    t.forget(s);
-                }
-            }),
-    );
+    let span = info_span!(parent: None, "hls", id, %peer, stream = %key);
+    let task = s
+        .clone()
+        .run(core.clone(), guard, admitted, timeout, move |s| {
+            if let Some(t) = table.upgrade() {
+                t.forget(s);
+            }
+        });
+    tokio::spawn(task.instrument(span));
     Ok(redirect(&s.id, q))
 }
 

@@ -62,7 +62,8 @@ impl Muxer {
             Duration::from_secs(config.media.player_skip_window_secs),
         );
         let sub = core.registry().tap(key.clone());
-        let span = info_span!("hls-muxer", stream = %key);
+        // Not a child of the request that started it: it outlives that request.
+        let span = info_span!(parent: None, "hls-muxer", stream = %key);
         let m = muxer.clone();
         let core = core.clone();
         tokio::spawn(
