@@ -1,5 +1,6 @@
 //! Browser delivery on the HTTP listeners: live streams as HTTP-FLV (`GET /app[/instance]/
-//! stream.flv`), for players such as mpegts.js or ffmpeg that speak no RTMP.
+//! stream.flv`), for players such as mpegts.js or ffmpeg that speak no RTMP, and as LL-HLS
+//! (`GET /app[/instance]/stream/index.m3u8`, in `hls/`).
 //!
 //! Each viewer is a client like an RTMP player: it is in the client table (kick, admin list),
 //! goes through the app's `on-connect` (transport `http-flv`, the URL's query as the client's

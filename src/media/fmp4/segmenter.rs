@@ -537,9 +537,9 @@ impl Segmenter {
         } else {
             !self.part_audio.is_empty()
         };
-        if s.sync && in_segment >= u64::from(self.cfg.segment_ms) {
-            self.cut(s.dts, true);
-        } else if in_segment >= u64::from(self.cfg.segment_ms) * 4 {
+        let segment_ms = u64::from(self.cfg.segment_ms);
+        // A keyframe past the segment length ends it; so does the length bound without one.
+        if (s.sync && in_segment >= segment_ms) || in_segment >= segment_ms * 4 {
             self.cut(s.dts, true);
         } else if part_has_media
             && (s.dts + u64::from(s.duration)).saturating_sub(self.part_start)

@@ -294,7 +294,7 @@ fn no_keyframe_for_long_is_cut_anyway_and_the_window_is_bounded_in_bytes() {
     let complete: Vec<&Segment> = s.segments().iter().filter(|x| x.complete()).collect();
     let d: Vec<u32> = complete.iter().map(|x| x.duration_ms).collect();
     assert!(d.iter().all(|&x| x <= 8000 + 40), "{d:?}");
-    assert!(complete.len() >= 1);
+    assert!(!complete.is_empty());
     // Only the newest complete segment survives the byte bound (one is always kept).
     assert!(s.bytes() <= 4000 + complete.last().unwrap().bytes.as_ref().unwrap().len() * 3);
     assert!(s.segments().front().unwrap().msn >= 2);
