@@ -421,6 +421,20 @@ fn blocking_reload_parts_refusals_admin_list_and_kick() {
         .collect();
     assert_eq!(ours, hls_clients(&gw));
     assert_eq!(ours.len(), 1, "{}", list.text());
+    // Counted in the connection metrics under its transport (the recorder is global to the
+    // test process, which runs other gateways at the same time: presence, not exact values).
+    let metrics = curl(&format!("http://{}/metrics", gw.admin_addr()), &[], d).text();
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && l.contains("transport=\"hls\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert!(value("wasmgate_connections") >= Some(1.0), "{metrics}");
+    assert!(
+        value("wasmgate_connections_total") >= Some(1.0),
+        "{metrics}"
+    );
     let kick = curl(&format!("{admin}/{}", ours[0]), &["-X", "DELETE"], d);
     assert!(kick.status() < 300, "{}{}", kick.head, kick.text());
     assert!(wait(Duration::from_secs(5), || hls_clients(&gw).is_empty()));
