@@ -161,6 +161,46 @@ impl Config {
                 format!("{} is below 4096", h.session_buffer_bytes),
             );
         }
+        if !(100..=5000).contains(&h.hls_part_ms) {
+            return bad(
+                "http.hls_part_ms",
+                format!("{} is outside 100..=5000", h.hls_part_ms),
+            );
+        }
+        if h.hls_segment_ms < h.hls_part_ms || h.hls_segment_ms > 60_000 {
+            return bad(
+                "http.hls_segment_ms",
+                format!(
+                    "{} is outside {}..=60000 (at least http.hls_part_ms)",
+                    h.hls_segment_ms, h.hls_part_ms
+                ),
+            );
+        }
+        if !(3..=100).contains(&h.hls_window_segments) {
+            return bad(
+                "http.hls_window_segments",
+                format!("{} is outside 3..=100", h.hls_window_segments),
+            );
+        }
+        if h.hls_max_window_bytes < 1 << 20 {
+            return bad(
+                "http.hls_max_window_bytes",
+                format!("{} is below 1048576", h.hls_max_window_bytes),
+            );
+        }
+        if h.hls_max_sessions == 0 {
+            return bad("http.hls_max_sessions", "must be at least 1".into());
+        }
+        let min_timeout = (3 * u64::from(h.hls_segment_ms)).div_ceil(1000).max(5);
+        if h.hls_session_timeout_secs < min_timeout {
+            return bad(
+                "http.hls_session_timeout_secs",
+                format!(
+                    "{} is below {min_timeout} (3 segment lengths, at least 5)",
+                    h.hls_session_timeout_secs
+                ),
+            );
+        }
         if let Some(ident) = &h.ident
             && ident.len() > 4096
         {
@@ -353,6 +393,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("http.max_body_bytes"), "{e}");
+    }
+
+    #[test]
+    fn hls_keys_parse_and_validate() {
+        let c = Config::from_toml("[http]\nhls_part_ms = 500\nhls_segment_ms = 1000\n").unwrap();
+        assert_eq!((c.http.hls_part_ms, c.http.hls_segment_ms), (500, 1000));
+        assert!(c.http.hls);
+        for (toml, key) in [
+            ("hls_part_ms = 50", "http.hls_part_ms"),
+            ("hls_segment_ms = 500", "http.hls_segment_ms"),
+            ("hls_window_segments = 2", "http.hls_window_segments"),
+            ("hls_max_window_bytes = 10", "http.hls_max_window_bytes"),
+            ("hls_max_sessions = 0", "http.hls_max_sessions"),
+            (
+                "hls_session_timeout_secs = 5",
+                "http.hls_session_timeout_secs",
+            ),
+        ] {
+            let e = Config::from_toml(&format!("[http]\n{toml}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(key), "{toml}: {e}");
+        }
     }
 
     #[test]

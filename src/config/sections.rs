@@ -45,6 +45,23 @@ pub struct HttpSection {
     /// streams and plays one in the browser (HTTP-FLV, WebSocket-FLV, LL-HLS), with
     /// `/streams.json` and the embedded players under `/player/`. `false` answers 404 there.
     pub player_page: bool,
+    /// Serve live streams as LL-HLS (`GET /app[/instance]/stream/index.m3u8`) on the HTTP
+    /// listeners and the RTMP port.
+    pub hls: bool,
+    /// Longest LL-HLS part (`PART-TARGET`), milliseconds (100..=5000).
+    pub hls_part_ms: u32,
+    /// Shortest HLS segment, milliseconds: a segment ends at the first keyframe after this
+    /// (at least `hls_part_ms`, at most 60000).
+    pub hls_segment_ms: u32,
+    /// Complete segments each stream's window keeps (3..=100).
+    pub hls_window_segments: usize,
+    /// Bytes one stream's window may hold; older segments are dropped first (at least 1 MiB).
+    pub hls_max_window_bytes: usize,
+    /// HLS viewer sessions at once, over all streams (503 above).
+    pub hls_max_sessions: usize,
+    /// A viewer that sends no request for this long is closed; a stream nobody requests for
+    /// this long stops being segmented. At least 3 segment lengths.
+    pub hls_session_timeout_secs: u64,
 }
 
 /// RTMPT idle-poll latency presets, as FMS named them.
@@ -81,6 +98,13 @@ impl Default for HttpSection {
             session_idle_timeout_secs: 30,
             reorder_wait_ms: 2000,
             player_page: true,
+            hls: true,
+            hls_part_ms: 1000,
+            hls_segment_ms: 2000,
+            hls_window_segments: 6,
+            hls_max_window_bytes: 64 << 20,
+            hls_max_sessions: 10_000,
+            hls_session_timeout_secs: 20,
         }
     }
 }

@@ -8,10 +8,11 @@
 //!
 //! Seams for what comes next: a [`StreamSource`] feeds a stream (an RTMP publisher today;
 //! relays and file loops later), a [`MediaSink`] receives one player's frames through a
-//! [`Playback`] (an RTMP session and a recording to FLV, [`record`], today; HTTP-FLV and HLS
-//! later).
+//! [`Playback`] (an RTMP session, a recording to FLV, [`record`], HTTP-FLV and the LL-HLS
+//! segmenter over [`fmp4`] today).
 
 pub mod codec;
+pub mod fmp4;
 pub mod player;
 pub mod record;
 pub mod registry;

@@ -35,7 +35,8 @@ pub(super) async fn serve<S>(
         let (tunnel, core) = (tunnel.clone(), core.clone());
         async move {
             let peer = forwarded_peer(peer, &req, &core);
-            let r = if web::is_flv_request(req.method(), req.uri().path()) {
+            let (method, path) = (req.method(), req.uri().path());
+            let r = if web::is_flv_request(method, path) || web::is_hls_request(method, path) {
                 web::handle(req, peer, &core).await
             } else if web::is_page_request(req.method(), req.uri().path()) {
                 web::serve_page(&core, req.uri().path(), req.headers())

@@ -1,5 +1,6 @@
 //! Browser delivery on the HTTP listeners: live streams as HTTP-FLV (`GET /app[/instance]/
-//! stream.flv`) and WebSocket-FLV (the same path upgraded), for players that speak no RTMP.
+//! stream.flv`) and WebSocket-FLV (the same path upgraded), for players that speak no RTMP, and
+//! as LL-HLS (`GET /app[/instance]/stream/index.m3u8`, in `hls/`); the player page (`page.rs`).
 //!
 //! Each viewer is a client like an RTMP player: it is in the client table (kick, admin list),
 //! goes through the app's `on-connect` (transport `http-flv`, the URL's query as the client's
@@ -9,11 +10,13 @@
 mod body;
 mod flv;
 mod gate;
+mod hls;
 mod page;
 mod path;
 mod ws;
 
 pub use body::{Tags, WebBody};
+pub use hls::is_hls_request;
 pub use page::{is_page_request, serve as serve_page};
 pub use path::{StreamPath, is_flv_request};
 
@@ -34,12 +37,16 @@ use crate::gateway::Core;
 /// Longest query string accepted (a token and a few parameters fit many times over).
 pub const MAX_QUERY: usize = 4096;
 
-/// Answers one browser-delivery request (the caller checked [`is_flv_request`]).
+/// Answers one browser-delivery request (the caller checked [`is_flv_request`] or
+/// [`is_hls_request`]).
 pub async fn handle(
     mut req: Request<Incoming>,
     peer: SocketAddr,
     core: &Arc<Core>,
 ) -> Response<WebBody> {
+    if is_hls_request(req.method(), req.uri().path()) {
+        return hls::handle(req, peer, core).await;
+    }
     if req.method() == Method::OPTIONS {
         // CORS preflight: players on other origins may read the stream.
         let mut r = Response::new(WebBody::empty());
