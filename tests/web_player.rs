@@ -30,6 +30,7 @@ fn client_label(transport: &str) -> Option<&'static str> {
     match transport {
         "http-flv" => Some("http-flv"),
         "ws-flv" => Some("ws-flv"),
+        "ll-hls" => Some("hls"),
         _ => None,
     }
 }
