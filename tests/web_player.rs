@@ -23,7 +23,7 @@ use gateway::{Gateway, wait};
 use wasmgate::config::Config;
 
 /// The transports the page offers that the gateway serves.
-const TRANSPORTS: &[&str] = &["http-flv", "ws-flv"];
+const TRANSPORTS: &[&str] = &["http-flv", "ws-flv", "ll-hls"];
 
 /// The client-table transport of a viewer playing over `transport`, where it has one.
 fn client_label(transport: &str) -> Option<&'static str> {
