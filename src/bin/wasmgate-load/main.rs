@@ -451,7 +451,9 @@ async fn run_player(
             return Err("server closed during setup".into());
         }
         session.handle_input(&buf[..n])?;
-        while let Some(ev) = session.poll_event() {
+        // Stop at the start: media that came in the same read (the late-join preamble, its
+        // keyframe first) stays queued in the session for the probe.
+        while !started && let Some(ev) = session.poll_event() {
             match ev {
                 ClientEvent::Connected { .. } if idle => started = true,
                 ClientEvent::Connected { .. } => create_txn = Some(session.create_stream()),
@@ -535,14 +537,18 @@ async fn probe_loop(
     let mut stats = ProbeStats::default();
     let mut track = VideoTrack::default();
     let mut out = Vec::new();
+    // The first pass takes what setup left queued, before reading.
+    let mut queued = true;
     let result: Result<(), BoxError> = async {
         loop {
-            let n = sock.read(&mut buf).await?;
-            if n == 0 {
-                return Err("server closed the stream".into());
+            if !std::mem::take(&mut queued) {
+                let n = sock.read(&mut buf).await?;
+                if n == 0 {
+                    return Err("server closed the stream".into());
+                }
+                shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                session.handle_input(&buf[..n])?;
             }
-            shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
-            session.handle_input(&buf[..n])?;
             let now = Instant::now();
             let measuring = shared.measuring.load(Ordering::Relaxed);
             while let Some(ev) = session.poll_event() {
