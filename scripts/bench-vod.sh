@@ -70,7 +70,7 @@ run_one() {
     PIDS=()
     if [ "$server" = wasmgate ]; then
         port=$GW_PORT
-        RUST_LOG=warn "$ROOT/target/release/wasmgate" --config "$GW_CFG" --rtmp "127.0.0.1:$port" \
+        RUST_LOG=warn "$BIN/wasmgate" --config "$GW_CFG" --rtmp "127.0.0.1:$port" \
             2>"$OUT/wasmgate-vod.log" &
         spid=$!
         PIDS+=("$spid")
@@ -82,7 +82,7 @@ run_one() {
         spid=$(pgrep -P "$(cat "$NGX_DIR/nginx.pid")" | head -1)
     fi
     sleep 0.5
-    "$ROOT/target/release/wasmgate-load" --url "rtmp://127.0.0.1:$port/vod/bench.flv" --start 0 \
+    "$BIN/wasmgate-load" --url "rtmp://127.0.0.1:$port/vod/bench.flv" --start 0 \
         --players "$n" --probes "$PROBES" --warmup 3 --duration "$SECONDS_MEASURED" \
         --label "$server vod" --server-pid "$spid" \
         2>>"$OUT/load-vod.stderr" | tee -a "$OUT/vod.jsonl"

@@ -61,7 +61,7 @@ run_one() {
         port=$GW_PORT
         local cfg_args=()
         [ -n "${BENCH_GW_CONFIG:-}" ] && cfg_args=(--config "$BENCH_GW_CONFIG")
-        RUST_LOG=warn "$ROOT/target/release/wasmgate" "${cfg_args[@]}" --rtmp "127.0.0.1:$port" \
+        RUST_LOG=warn "$BIN/wasmgate" "${cfg_args[@]}" --rtmp "127.0.0.1:$port" \
             2>"$OUT/wasmgate.log" &
         spid=$!
         PIDS+=("$spid")
@@ -80,7 +80,7 @@ run_one() {
         2>"$OUT/publisher.log" &
     PIDS+=("$!")
     sleep 3
-    "$ROOT/target/release/wasmgate-load" --url "$url" --players "$n" --probes "${LOAD_PROBES:-$PROBES}" \
+    "$BIN/wasmgate-load" --url "$url" --players "$n" --probes "${LOAD_PROBES:-$PROBES}" \
         --warmup "${LOAD_WARMUP:-3}" --duration "${LOAD_DURATION:-$SECONDS_MEASURED}" --label "$server $kind" "${pid_args[@]}" "$@" \
         2>>"$OUT/load.stderr" | tee -a "$OUT/results.jsonl"
     cleanup

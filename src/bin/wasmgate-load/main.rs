@@ -7,10 +7,15 @@
 //! "probe" players keep parsing every message to measure dropped frames, stalls and latency.
 //! With `--server-pid`, the server's CPU time and memory are sampled over the measured window.
 //!
+//! `--transport http-flv` / `ws-flv` plays the same way over browser transports instead
+//! (`flv.rs`, for `scripts/bench-web.sh`): HTTP-FLV or WebSocket-FLV players, byte counters
+//! and tag-parsing probes, reported in the same JSON line.
+//!
 //! `--so NAME` switches to the remote shared object load instead (`so.rs`, for
 //! `scripts/bench-so.sh`): subscribers of one shared object, writers changing it at a fixed
 //! rate, and the delivery of every change measured.
 
+mod flv;
 mod so;
 
 use std::sync::Arc;
@@ -63,6 +68,10 @@ struct Args {
     /// Label printed with the result.
     #[arg(long, default_value = "")]
     label: String,
+    /// How players read the stream: `rtmp` (--url rtmp://…), `http-flv` (--url
+    /// http://host:port/app/stream.flv) or `ws-flv` (--url ws://host:port/app/stream.flv).
+    #[arg(long, value_enum, default_value_t = Transport::Rtmp)]
+    transport: Transport,
     /// Shared-object mode: the --players subscribers Use this remote shared object and
     /// --so-writers connections change it at --so-rate over the --duration window; reports
     /// deliveries, latency and server CPU per delivered change (--probes, --idle and --start
@@ -84,6 +93,19 @@ struct Args {
     so_keys: usize,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Transport {
+    Rtmp,
+    HttpFlv,
+    WsFlv,
+}
+
+/// What the players connect to.
+enum Target {
+    Rtmp(RtmpUrl),
+    Flv(flv::FlvUrl),
+}
+
 /// Per-probe measurements, reduced when the run ends.
 #[derive(Default)]
 struct ProbeStats {
@@ -92,10 +114,75 @@ struct ProbeStats {
     stalls: u64,
     /// Arrival time minus media timestamp, in ms, for each video frame in the window.
     lateness: Vec<f64>,
+    /// 1 when the probe's first video frame was not a keyframe (a late join must start on one).
+    bad_starts: u64,
+    /// FLV tags whose PreviousTagSize did not match their header (FLV transports only).
+    bad_tags: u64,
+}
+
+/// One probe's view of the video track: frame gaps, stalls and lateness, fed frame by frame.
+#[derive(Default)]
+struct VideoTrack {
+    last_ts: Option<u32>,
+    /// The smallest timestamp step seen: one frame.
+    interval: Option<u32>,
+    last_arrival: Option<Instant>,
+}
+
+impl VideoTrack {
+    /// A video frame (not a sequence header) at media time `timestamp` arrived at `now`.
+    fn frame(
+        &mut self,
+        stats: &mut ProbeStats,
+        timestamp: u32,
+        keyframe: bool,
+        now: Instant,
+        measuring: bool,
+        start: Instant,
+    ) {
+        if self.last_ts.is_none() && !keyframe {
+            stats.bad_starts = 1;
+        }
+        if let Some(prev) = self.last_ts {
+            let delta = timestamp.wrapping_sub(prev);
+            if delta > 0 && delta < 1000 {
+                let iv = *self.interval.get_or_insert(delta);
+                self.interval = Some(iv.min(delta).max(1));
+            }
+            if measuring && let Some(iv) = self.interval {
+                let missing = (delta + iv / 2) / iv;
+                stats.missing_video += u64::from(missing.saturating_sub(1).min(1000));
+            }
+        }
+        self.last_ts = Some(timestamp);
+        if measuring {
+            stats.video_frames += 1;
+            let arrival_ms = now.duration_since(start).as_secs_f64() * 1000.0;
+            stats.lateness.push(arrival_ms - f64::from(timestamp));
+            if let Some(prev) = self.last_arrival
+                && now.duration_since(prev) > Duration::from_secs(1)
+            {
+                stats.stalls += 1;
+            }
+        }
+        self.last_arrival = Some(now);
+    }
+
+    /// Lateness is relative: its minimum is the best-case path through this server.
+    fn finish(&self, stats: &mut ProbeStats) {
+        if let Some(min) = stats.lateness.iter().cloned().reduce(f64::min) {
+            for l in &mut stats.lateness {
+                *l -= min;
+            }
+        }
+    }
 }
 
 struct Shared {
+    /// Media bytes received: RTMP bytes, or the FLV stream inside HTTP chunks / WS frames.
     bytes: AtomicU64,
+    /// Bytes read from the sockets by the FLV transports (framing included).
+    wire_bytes: AtomicU64,
     playing: AtomicUsize,
     failed: AtomicUsize,
     /// Set once measuring starts; probes only record inside the window.
@@ -126,15 +213,35 @@ async fn main() {
         .await;
         std::process::exit(code);
     }
-    let url = match RtmpUrl::parse(&args.url) {
-        Ok(u) if u.stream.is_some() => u,
-        _ => {
-            eprintln!("wasmgate-load: --url must be rtmp://host[:port]/app[/instance]/stream");
+    let web = match args.transport {
+        Transport::Rtmp => None,
+        Transport::HttpFlv => Some(flv::Web::HttpFlv),
+        Transport::WsFlv => Some(flv::Web::WsFlv),
+    };
+    let target = match web {
+        None => match RtmpUrl::parse(&args.url) {
+            Ok(u) if u.stream.is_some() => Target::Rtmp(u),
+            _ => {
+                eprintln!("wasmgate-load: --url must be rtmp://host[:port]/app[/instance]/stream");
+                std::process::exit(2);
+            }
+        },
+        Some(_) if args.idle || args.start != -1000.0 => {
+            eprintln!("wasmgate-load: --idle and --start apply to RTMP players only");
             std::process::exit(2);
         }
+        Some(web) => match flv::FlvUrl::parse(&args.url, web) {
+            Ok(u) => Target::Flv(u),
+            Err(e) => {
+                eprintln!("wasmgate-load: --url: {e}");
+                std::process::exit(2);
+            }
+        },
     };
+    let target = Arc::new(target);
     let shared = Arc::new(Shared {
         bytes: AtomicU64::new(0),
+        wire_bytes: AtomicU64::new(0),
         playing: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
         measuring: false.into(),
@@ -154,7 +261,8 @@ async fn main() {
     let mut probes = Vec::new();
     for i in 0..total {
         let probe = i < args.probes;
-        let (url, shared, ramp, idle) = (url.clone(), shared.clone(), ramp.clone(), args.idle);
+        let (target, shared, ramp, idle) =
+            (target.clone(), shared.clone(), ramp.clone(), args.idle);
         let counter = if probe {
             None
         } else {
@@ -162,7 +270,10 @@ async fn main() {
         };
         let task = tokio::spawn(async move {
             let permit = ramp.acquire_owned().await.ok();
-            let r = run_player(&url, probe, idle, &shared, counter, permit).await;
+            let r = match &*target {
+                Target::Rtmp(url) => run_player(url, probe, idle, &shared, counter, permit).await,
+                Target::Flv(url) => flv::run_player(url, probe, &shared, counter, permit).await,
+            };
             if let Err(e) = &r {
                 shared.failed.fetch_add(1, Ordering::Relaxed);
                 eprintln!("wasmgate-load: player {i}: {e}");
@@ -191,6 +302,7 @@ async fn main() {
         .collect();
     let self0 = cpu_ticks(std::process::id()).unwrap_or(0);
     let bytes0 = shared.bytes.load(Ordering::Relaxed);
+    let wire0 = shared.wire_bytes.load(Ordering::Relaxed);
     let per0: Vec<u64> = per_player
         .iter()
         .map(|c| c.load(Ordering::Relaxed))
@@ -201,6 +313,10 @@ async fn main() {
     shared.measuring.store(false, Ordering::Relaxed);
     let elapsed = t0.elapsed().as_secs_f64();
     let bytes = shared.bytes.load(Ordering::Relaxed) - bytes0;
+    let wire = match &*target {
+        Target::Rtmp(_) => bytes,
+        Target::Flv(_) => shared.wire_bytes.load(Ordering::Relaxed) - wire0,
+    };
     let cpu1: Vec<u64> = args
         .server_pids
         .iter()
@@ -235,6 +351,7 @@ async fn main() {
         per.iter().sum::<u64>() as f64 / per.len() as f64
     };
     let starving = per.iter().filter(|&&b| (b as f64) < avg / 10.0).count();
+    let min_player = per.iter().copied().min().unwrap_or(0);
 
     let mut stats = ProbeStats::default();
     // Probes hand in their stats at their next message after the window closed.
@@ -249,6 +366,8 @@ async fn main() {
         stats.video_frames += s.video_frames;
         stats.missing_video += s.missing_video;
         stats.stalls += s.stalls;
+        stats.bad_starts += s.bad_starts;
+        stats.bad_tags += s.bad_tags;
         stats.lateness.extend(s.lateness);
     }
     let (p50, p99) = percentiles(&mut stats.lateness);
@@ -259,7 +378,7 @@ async fn main() {
         100.0 * stats.missing_video as f64 / (stats.video_frames + stats.missing_video) as f64
     };
     println!(
-        "{{\"label\":\"{}\",\"players\":{},\"playing\":{},\"failed\":{},\"starving\":{},\"seconds\":{:.2},\"mb\":{:.2},\"mbit_per_player\":{:.3},\"server_cpu_ms\":{:.1},\"cpu_ms_per_mb\":{:.4},\"server_rss_kb\":{},\"server_rss_before_kb\":{},\"server_hwm_kb\":{},\"load_cpu_ms\":{:.1},\"probe_video_frames\":{},\"probe_missing_frames\":{},\"drop_pct\":{:.4},\"stalls\":{},\"lateness_p50_ms\":{:.1},\"lateness_p99_ms\":{:.1}}}",
+        "{{\"label\":\"{}\",\"players\":{},\"playing\":{},\"failed\":{},\"starving\":{},\"seconds\":{:.2},\"mb\":{:.2},\"mbit_per_player\":{:.3},\"server_cpu_ms\":{:.1},\"cpu_ms_per_mb\":{:.4},\"server_rss_kb\":{},\"server_rss_before_kb\":{},\"server_hwm_kb\":{},\"load_cpu_ms\":{:.1},\"probe_video_frames\":{},\"probe_missing_frames\":{},\"drop_pct\":{:.4},\"stalls\":{},\"lateness_p50_ms\":{:.1},\"lateness_p99_ms\":{:.1},\"transport\":\"{}\",\"wire_mb\":{:.2},\"player_mb_avg\":{:.3},\"player_mb_min\":{:.3},\"probe_bad_starts\":{},\"probe_bad_tags\":{}}}",
         args.label,
         total,
         playing,
@@ -283,7 +402,17 @@ async fn main() {
         drop_pct,
         stats.stalls,
         p50,
-        p99
+        p99,
+        match args.transport {
+            Transport::Rtmp => "rtmp",
+            Transport::HttpFlv => "http-flv",
+            Transport::WsFlv => "ws-flv",
+        },
+        wire as f64 / 1e6,
+        avg / 1e6,
+        min_player as f64 / 1e6,
+        stats.bad_starts,
+        stats.bad_tags
     );
 }
 
@@ -322,7 +451,9 @@ async fn run_player(
             return Err("server closed during setup".into());
         }
         session.handle_input(&buf[..n])?;
-        while let Some(ev) = session.poll_event() {
+        // Stop at the start: media that came in the same read (the late-join preamble, its
+        // keyframe first) stays queued in the session for the probe.
+        while !started && let Some(ev) = session.poll_event() {
             match ev {
                 ClientEvent::Connected { .. } if idle => started = true,
                 ClientEvent::Connected { .. } => create_txn = Some(session.create_stream()),
@@ -404,18 +535,20 @@ async fn probe_loop(
     shared: &Shared,
 ) -> Result<Option<()>, BoxError> {
     let mut stats = ProbeStats::default();
-    let mut last_video_ts: Option<u32> = None;
-    let mut interval: Option<u32> = None;
-    let mut last_arrival: Option<Instant> = None;
+    let mut track = VideoTrack::default();
     let mut out = Vec::new();
+    // The first pass takes what setup left queued, before reading.
+    let mut queued = true;
     let result: Result<(), BoxError> = async {
         loop {
-            let n = sock.read(&mut buf).await?;
-            if n == 0 {
-                return Err("server closed the stream".into());
+            if !std::mem::take(&mut queued) {
+                let n = sock.read(&mut buf).await?;
+                if n == 0 {
+                    return Err("server closed the stream".into());
+                }
+                shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                session.handle_input(&buf[..n])?;
             }
-            shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
-            session.handle_input(&buf[..n])?;
             let now = Instant::now();
             let measuring = shared.measuring.load(Ordering::Relaxed);
             while let Some(ev) = session.poll_event() {
@@ -431,29 +564,15 @@ async fn probe_loop(
                     {
                         continue;
                     }
-                    if let Some(prev) = last_video_ts {
-                        let delta = timestamp.wrapping_sub(prev);
-                        if delta > 0 && delta < 1000 {
-                            let iv = *interval.get_or_insert(delta);
-                            interval = Some(iv.min(delta).max(1));
-                        }
-                        if measuring && let Some(iv) = interval {
-                            let missing = (delta + iv / 2) / iv;
-                            stats.missing_video += u64::from(missing.saturating_sub(1).min(1000));
-                        }
-                    }
-                    last_video_ts = Some(timestamp);
-                    if measuring {
-                        stats.video_frames += 1;
-                        let arrival_ms = now.duration_since(shared.start).as_secs_f64() * 1000.0;
-                        stats.lateness.push(arrival_ms - f64::from(timestamp));
-                        if let Some(prev) = last_arrival
-                            && now.duration_since(prev) > Duration::from_secs(1)
-                        {
-                            stats.stalls += 1;
-                        }
-                    }
-                    last_arrival = Some(now);
+                    let keyframe = payload.first().is_some_and(|b| b >> 4 == 1);
+                    track.frame(
+                        &mut stats,
+                        timestamp,
+                        keyframe,
+                        now,
+                        measuring,
+                        shared.start,
+                    );
                 }
             }
             session.drain_transmit(&mut out);
@@ -466,12 +585,7 @@ async fn probe_loop(
         }
     }
     .await;
-    // Lateness is relative: its minimum is the best-case path through this server.
-    if let Some(min) = stats.lateness.iter().cloned().reduce(f64::min) {
-        for l in &mut stats.lateness {
-            *l -= min;
-        }
-    }
+    track.finish(&mut stats);
     PROBE_RESULTS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
