@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use hyper::Response;
 use hyper::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
-use hyper::{Response, StatusCode};
 use tokio::sync::mpsc;
 use tracing::{Instrument, info, info_span};
 
@@ -50,16 +50,7 @@ pub async fn admit(
     transport: &'static str,
 ) -> Result<Ready, Refused> {
     let key = path.key();
-    let route = core.apps().route(&path.app, &path.instance);
-    if matches!(route, Route::Deny) {
-        return Err((
-            StatusCode::NOT_FOUND,
-            format!("no such application: {}", path.app),
-        ));
-    }
-    if core.registry().publisher_of(&key).is_none() {
-        return Err((StatusCode::NOT_FOUND, format!("stream {key} is not live")));
-    }
+    let route = gate::live_route(core, &path)?;
     let id = core.next_conn_id();
     let client = core.clients().register(id, peer, transport);
     client.entry.set_app(&path.app, &path.instance);

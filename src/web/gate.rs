@@ -4,13 +4,19 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hyper::StatusCode;
+use hyper::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    HeaderValue,
+};
+use hyper::{Response, StatusCode};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::body::WebBody;
 use super::path::StreamPath;
-use crate::apps::{APP_ERROR, ClientMeta, InstanceHandle, ToActor, ToConn};
+use crate::apps::{APP_ERROR, ClientMeta, InstanceHandle, Route, ToActor, ToConn};
 use crate::config::FailurePolicy;
+use crate::gateway::Core;
 
 /// Messages an instance may queue for one HTTP viewer (answers, then calls it cannot take).
 const APP_QUEUE: usize = 64;
@@ -22,6 +28,40 @@ pub const STREAM_ID: u32 = 1;
 
 /// What a refused viewer is told: the status and the app's reason.
 pub type Refused = (StatusCode, String);
+
+/// Longest query string accepted on browser-delivery paths (a token and a few parameters fit
+/// many times over).
+pub const MAX_QUERY: usize = 4096;
+
+/// How `path` is served (live, or through its app), once its app exists and its stream is live.
+pub fn live_route(core: &Core, path: &StreamPath) -> Result<Route, Refused> {
+    let route = core.apps().route(&path.app, &path.instance);
+    if matches!(route, Route::Deny) {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("no such application: {}", path.app),
+        ));
+    }
+    let key = path.key();
+    if core.registry().publisher_of(&key).is_none() {
+        return Err((StatusCode::NOT_FOUND, format!("stream {key} is not live")));
+    }
+    Ok(route)
+}
+
+/// The answer to a CORS preflight: players on other origins may read the streams.
+pub fn preflight() -> Response<WebBody> {
+    let mut r = Response::new(WebBody::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    let h = r.headers_mut();
+    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    h.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
+    r
+}
 
 /// A viewer the app accepted: its queue stays open for a later `disconnect`.
 pub struct Admitted {

@@ -25,17 +25,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::header::{
-    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    CACHE_CONTROL, CONTENT_TYPE, HeaderValue,
-};
+use hyper::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tracing::info;
 
 use crate::gateway::Core;
 
-/// Longest query string accepted (a token and a few parameters fit many times over).
-pub const MAX_QUERY: usize = 4096;
+pub use gate::MAX_QUERY;
 
 /// Answers one browser-delivery request (the caller checked [`is_flv_request`] or
 /// [`is_hls_request`]).
@@ -48,17 +44,7 @@ pub async fn handle(
         return hls::handle(req, peer, core).await;
     }
     if req.method() == Method::OPTIONS {
-        // CORS preflight: players on other origins may read the stream.
-        let mut r = Response::new(WebBody::empty());
-        *r.status_mut() = StatusCode::NO_CONTENT;
-        let h = r.headers_mut();
-        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-        h.insert(
-            ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, HEAD, OPTIONS"),
-        );
-        h.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
-        return r;
+        return gate::preflight();
     }
     let uri = req.uri().clone();
     let query = uri.query().unwrap_or("");

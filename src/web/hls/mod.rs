@@ -37,8 +37,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{
-    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION,
+    ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use tracing::{Instrument, info, info_span};
@@ -49,8 +48,9 @@ use super::path::StreamPath;
 use crate::apps::{Route, ToActor};
 use crate::gateway::Core;
 use crate::media::fmp4::Lookup;
+use gate::MAX_QUERY;
 use muxer::Muxer;
-use request::{MAX_QUERY, Query, Resource};
+use request::{Query, Resource};
 use session::Session;
 use state::Hls;
 
@@ -63,16 +63,7 @@ pub async fn handle(
     core: &Arc<Core>,
 ) -> Response<WebBody> {
     if req.method() == Method::OPTIONS {
-        let mut r = Response::new(WebBody::empty());
-        *r.status_mut() = StatusCode::NO_CONTENT;
-        let h = r.headers_mut();
-        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-        h.insert(
-            ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, HEAD, OPTIONS"),
-        );
-        h.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
-        return r;
+        return gate::preflight();
     }
     let uri = req.uri();
     let path = uri.path();
@@ -120,16 +111,7 @@ async fn open(
     q: &Query,
 ) -> Result<Response<WebBody>, Refused> {
     let key = path.key();
-    let route = core.apps().route(&path.app, &path.instance);
-    if matches!(route, Route::Deny) {
-        return Err((
-            StatusCode::NOT_FOUND,
-            format!("no such application: {}", path.app),
-        ));
-    }
-    if core.registry().publisher_of(&key).is_none() {
-        return Err((StatusCode::NOT_FOUND, format!("stream {key} is not live")));
-    }
+    let route = gate::live_route(core, path)?;
     if let Some(s) = hls.same_viewer(&key, peer.ip(), &q.app) {
         return match s.closed() {
             Some(c) => Err((StatusCode::FORBIDDEN, c.reason)),

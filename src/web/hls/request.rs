@@ -6,10 +6,6 @@ use hyper::Method;
 
 use super::super::path::StreamPath;
 
-/// Longest query string accepted, as for HTTP-FLV (`web::MAX_QUERY`; not imported from there,
-/// since `web/mod.rs` is this module's parent).
-pub const MAX_QUERY: usize = 4096;
-
 /// A file of a stream's HLS directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resource {
