@@ -22,5 +22,19 @@ apt_install() {
     local opts=(-o DPkg::Lock::Timeout=300)
     echo "$tag: installing $*"
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" update -q
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" install -y -q --no-install-recommends "$@"
+    # Packages with a service (nginx, squid) must not start it: the tests run their own
+    # instances on random ports, and a system nginx would hold port 80. policy-rc.d exit 101
+    # ("action forbidden") is Debian's switch for that; one that exists already is left alone.
+    local policy=/usr/sbin/policy-rc.d made_policy=
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 755 "$policy"
+        made_policy=1
+    fi
+    local rc=0
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" install -y -q --no-install-recommends "$@" || rc=$?
+    if [[ -n $made_policy ]]; then
+        "${sudo[@]}" rm -f "$policy"
+    fi
+    return "$rc"
 }

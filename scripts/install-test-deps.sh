@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the external tools the end-to-end tests drive: ffmpeg (+ ffprobe), rtmpdump, curl
-# (HTTP-FLV responses as a plain HTTP client sees them) and
-# tinyproxy (the HTTP proxy the RTMPT tests tunnel through; `tinyproxy-bin` has no service), and
+# (HTTP-FLV responses as a plain HTTP client sees them),
+# tinyproxy and squid (the forward proxies the RTMPT tests tunnel through; `tinyproxy-bin` has
+# no service), nginx with its RTMP module (reverse proxy in front of the HTTP listener, and
+# nginx-rtmp as relay origin/target; the tests run their own instances, never the service), and
 # the Rust `wasm32-wasip2` target the sample Wasm guests in guests/ are built for, and python3
 # with its venv module (scripts/build-python-guest.sh makes a venv for componentize-py).
 # Idempotent: exits immediately when every tool is already on PATH; runs
@@ -16,8 +18,13 @@ declare -A PKG_FOR=(
     [ffprobe]=ffmpeg
     [rtmpdump]=rtmpdump
     [tinyproxy]=tinyproxy-bin
+    [squid]=squid
+    [nginx]=nginx-light
     [curl]=curl
 )
+TOOLS=(ffmpeg ffprobe rtmpdump tinyproxy squid nginx curl)
+# nginx-rtmp is a module file, not a command.
+NGINX_RTMP=/usr/lib/nginx/modules/ngx_rtmp_module.so
 
 # The guests are built by the tests themselves (tests/apps/mod.rs); they need this target.
 if command -v rustup >/dev/null 2>&1; then
@@ -30,7 +37,7 @@ else
 fi
 
 missing=()
-for tool in ffmpeg ffprobe rtmpdump tinyproxy curl; do
+for tool in "${TOOLS[@]}"; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         pkg="${PKG_FOR[$tool]}"
         # de-duplicate (ffmpeg provides two tools)
@@ -40,24 +47,30 @@ for tool in ffmpeg ffprobe rtmpdump tinyproxy curl; do
     fi
 done
 
+[[ -f $NGINX_RTMP ]] || missing+=(libnginx-mod-rtmp)
+
 # Debian splits venv/ensurepip out of python3.
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     missing+=(python3 python3-venv)
 fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    echo "install-test-deps: ffmpeg, ffprobe, rtmpdump, tinyproxy, curl and python3-venv already present"
+    echo "install-test-deps: ${TOOLS[*]}, nginx-rtmp and python3-venv already present"
     exit 0
 fi
 
 apt_install install-test-deps "${missing[@]}"
 
-for tool in ffmpeg ffprobe rtmpdump tinyproxy curl; do
+for tool in "${TOOLS[@]}"; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "install-test-deps: $tool still missing after installing ${missing[*]}" >&2
         exit 1
     fi
 done
+if [[ ! -f $NGINX_RTMP ]]; then
+    echo "install-test-deps: $NGINX_RTMP still missing after installing ${missing[*]}" >&2
+    exit 1
+fi
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     echo "install-test-deps: python3 still has no venv/ensurepip after installing ${missing[*]}" >&2
     exit 1

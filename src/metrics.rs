@@ -153,7 +153,7 @@ pub fn describe() {
         counter!(HANDSHAKE_ERRORS, "transport" => t).absolute(0);
         gauge!(CONNECTIONS, "transport" => t).set(0.0);
     }
-    for reason in ["allowlist", "token", "proxy"] {
+    for reason in ["allowlist", "token", "proxy", "rate"] {
         counter!(ADMIN_DENIED, "reason" => reason).absolute(0);
     }
     for result in ["applied", "refused"] {

@@ -19,6 +19,7 @@ use wasmgate::config::Config;
 #[derive(Debug)]
 struct Reply {
     status: u16,
+    head: String,
     body: String,
 }
 
@@ -67,6 +68,7 @@ fn request(
         .unwrap_or(0);
     Ok(Reply {
         status,
+        head: head.to_owned(),
         body: body.to_owned(),
     })
 }
@@ -135,7 +137,11 @@ fn ipv6_loopback_and_ipv4_mapped_peers() {
 
 #[test]
 fn token_missing_or_wrong_gets_401() {
-    let gw = with_admin(|c| c.admin.token = Some("s3cret-token".into()));
+    let gw = with_admin(|c| {
+        c.admin.token = Some("s3cret-token".into());
+        // This test sends ten wrong tokens on purpose; the lockout has its own test.
+        c.admin.auth_failures = 100;
+    });
     let a = gw.admin_addr();
     for path in ["/api/v1/server", "/api/v1/clients", "/metrics"] {
         let r = request(a, None, "GET", path, &[]).unwrap();
@@ -180,6 +186,68 @@ fn token_missing_or_wrong_gets_401() {
     .unwrap();
     assert!(!cfg.body.contains("s3cret-token"), "{}", cfg.body);
     assert_eq!(cfg.json()["admin"]["token"], "<redacted>");
+}
+
+#[test]
+fn a_wrong_token_flood_is_locked_out_per_address_while_streams_go_on() {
+    ensure_tools();
+    let gw = with_admin(|c| {
+        c.admin.token = Some("s3cret-token".into());
+        c.admin.auth_failures = 5;
+        c.admin.auth_failure_window_secs = 3;
+    });
+    let a = gw.admin_addr();
+    let _publisher = ffmpeg_publish(&gw.url("live/flood"), &fixture_flv_long());
+    assert!(wait_until(Duration::from_secs(10), || gw.publishing() == 1));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("during.flv");
+    let mut player = rtmpdump_play(&gw.url("live/flood"), &out, 4);
+    let good = [("Authorization", "Bearer s3cret-token")];
+    let bad = [("Authorization", "Bearer guess")];
+    let from = |who: &str, headers: &[(&str, &str)]| {
+        request(a, ip(who), "GET", "/api/v1/streams", headers).unwrap()
+    };
+    for i in 0..5 {
+        assert_eq!(from("127.0.0.2", &bad).status, 401, "failure {i}");
+    }
+    let locked = from("127.0.0.2", &bad);
+    assert_eq!(locked.status, 429, "{}", locked.body);
+    assert!(locked.json()["error"].as_str().unwrap().contains("retry"));
+    let retry: u64 = locked
+        .head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("retry-after").then_some(v)
+        })
+        .unwrap_or_else(|| panic!("no Retry-After: {}", locked.head))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..=3).contains(&retry), "Retry-After {retry}");
+    // Locked out means the token is not even looked at: the right one is refused too.
+    assert_eq!(from("127.0.0.2", &good).status, 429);
+    // A flood from the locked address changes nothing for anyone else.
+    for _ in 0..200 {
+        assert_eq!(from("127.0.0.2", &bad).status, 429);
+    }
+    assert_eq!(from("127.0.0.1", &good).status, 200);
+    assert_eq!(from("127.0.0.1", &[]).status, 401);
+    let m = request(a, None, "GET", "/metrics", &good).unwrap().body;
+    assert!(
+        prometheus_value(&m, "wasmgate_admin_denied_total{reason=\"rate\"}").unwrap_or(0.0)
+            >= 201.0,
+        "{m}"
+    );
+    // The stream path never noticed.
+    player.finish(Duration::from_secs(30));
+    assert_av_file(&out);
+    // After the window the address may try again.
+    assert!(
+        wait_until(Duration::from_secs(6), || from("127.0.0.2", &good).status
+            == 200),
+        "127.0.0.2 still locked out after the window"
+    );
 }
 
 #[test]

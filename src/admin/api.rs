@@ -8,7 +8,9 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tracing::{info, warn};
@@ -16,6 +18,7 @@ use tracing::{info, warn};
 use super::allow::{bearer_matches, effective_client};
 use super::apps::AppError;
 use super::apps::rfc3339;
+use super::lockout::Verdict;
 use super::state::AdminState;
 use crate::apps::json::amf_to_json;
 use crate::gateway::OPERATOR_KICK;
@@ -70,10 +73,32 @@ async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) ->
         };
     }
     if let Some(token) = &auth.token {
+        let now = Instant::now();
+        // A locked-out address is refused before its token is compared, so guessing on
+        // costs it nothing but the refusals; the stream listeners never see this.
+        if let Verdict::Blocked(left) = state.lockout.check(client, now) {
+            crate::metrics::admin_denied("rate");
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests with a wrong bearer token from this address; retry later",
+            );
+            let secs = left.as_secs().max(1).to_string();
+            if let Ok(v) = HeaderValue::from_str(&secs) {
+                r.headers_mut().insert(RETRY_AFTER, v);
+            }
+            return r;
+        }
         let presented = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
         if !bearer_matches(presented, token) {
             crate::metrics::admin_denied("token");
-            if let Some(suppressed) = state.deny_log.admit() {
+            let cfg = state.core.config();
+            let (limit, window) = (
+                cfg.admin.auth_failures,
+                Duration::from_secs(cfg.admin.auth_failure_window_secs),
+            );
+            if state.lockout.failed(client, now, limit, window) {
+                warn!(%peer, %client, failures = limit + 1, window_secs = window.as_secs(), "admin address locked out after repeated wrong bearer tokens; answering 429 until the window passes");
+            } else if let Some(suppressed) = state.deny_log.admit() {
                 warn!(%peer, %client, path, suppressed, "admin request without a valid token refused");
             }
             let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");

@@ -58,6 +58,7 @@ pub async fn start(deps: AdminDeps) -> Result<Admin, AdminError> {
     let state = Arc::new(AdminState {
         prometheus: metrics::install(),
         deny_log: DenyLog::default(),
+        lockout: Default::default(),
         bandwidth: Bandwidth::default(),
         apps: deps.apps,
         core: deps.core,

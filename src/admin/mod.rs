@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `listener.rs` | binds, judges each accept by its address, serves HTTP/1.1 (plain or TLS) |
 //! | `auth.rs` | the allowlist, trusted proxies and token in force; kept current by a reload hook |
+//! | `lockout.rs` | 429 for an address after too many wrong tokens |
 //! | `allow.rs` | CIDR lists, `X-Forwarded-For`, constant-time token checks, denial logs |
 //! | `api.rs` | routes and handlers; reads the gateway core through its API only |
 //! | `apps.rs` | what `/apps` shows (the Wasm host and the built-in live app) |
@@ -20,6 +21,7 @@ mod api;
 pub mod apps;
 pub mod auth;
 pub mod listener;
+mod lockout;
 pub mod metrics;
 mod state;
 

@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use super::allow::DenyLog;
 use super::apps::AppHost;
 use super::auth::AuthCell;
+use super::lockout::Lockout;
 use crate::gateway::{Core, Reloader};
 use crate::tls::TlsState;
 
@@ -36,6 +37,8 @@ pub(crate) struct AdminState {
     pub(super) auth: Arc<AuthCell>,
     pub(super) prometheus: &'static PrometheusHandle,
     pub(super) deny_log: DenyLog,
+    /// Addresses locked out after too many wrong tokens.
+    pub(super) lockout: Lockout,
     pub(super) bandwidth: Bandwidth,
 }
 

@@ -80,6 +80,8 @@ const LIVE_KEYS: &[&str] = &[
     "admin.token",
     "admin.token_file",
     "admin.request_timeout_secs",
+    "admin.auth_failures",
+    "admin.auth_failure_window_secs",
 ];
 
 fn listed(list: &[&str], key: &str) -> bool {

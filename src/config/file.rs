@@ -233,6 +233,12 @@ impl Config {
         if a.request_timeout_secs == 0 {
             return bad("admin.request_timeout_secs", "must be at least 1".into());
         }
+        if a.auth_failure_window_secs == 0 {
+            return bad(
+                "admin.auth_failure_window_secs",
+                "must be at least 1 (set admin.auth_failures = 0 to turn the lockout off)".into(),
+            );
+        }
         if a.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return bad(
                 "admin.token",

@@ -283,6 +283,11 @@ pub struct AdminConfig {
     /// Seconds a client has to send a request's headers, and idle time before a kept-alive
     /// connection is closed.
     pub request_timeout_secs: u64,
+    /// Wrong or missing bearer tokens an address may send per `auth_failure_window_secs`;
+    /// past that it gets 429 for one window, token unchecked. 0 turns the lockout off.
+    pub auth_failures: u32,
+    /// The window of `auth_failures`, and how long a lockout lasts.
+    pub auth_failure_window_secs: u64,
 }
 
 impl Default for AdminConfig {
@@ -298,6 +303,8 @@ impl Default for AdminConfig {
             tls_key: None,
             max_connections: 64,
             request_timeout_secs: 10,
+            auth_failures: 10,
+            auth_failure_window_secs: 60,
         }
     }
 }

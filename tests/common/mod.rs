@@ -21,6 +21,8 @@
 //!   Its FLV keeps the server's timestamps (no rebasing to 0), unlike ffmpeg's output.
 //! - ffmpeg exits 255 after SIGINT ("Exiting normally, received signal 2.").
 
+pub mod nginx;
+
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -33,7 +35,15 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Tools the e2e tests need on PATH.
-pub const REQUIRED_TOOLS: [&str; 4] = ["ffmpeg", "ffprobe", "rtmpdump", "curl"];
+pub const REQUIRED_TOOLS: [&str; 7] = [
+    "ffmpeg",
+    "ffprobe",
+    "rtmpdump",
+    "curl",
+    "tinyproxy",
+    "squid",
+    "nginx",
+];
 
 /// Seconds without any data before an ffmpeg RTMP connection gives up (`-rw_timeout`).
 pub const RW_TIMEOUT_SECS: u64 = 10;
@@ -90,10 +100,12 @@ pub fn fixtures_dir() -> PathBuf {
     dir
 }
 
-/// Full path of `tool` if an executable with that name is on PATH.
+/// Full path of `tool` if an executable with that name is on PATH, or in /usr/sbin or /sbin
+/// (where Debian puts nginx and squid, often not on a non-root PATH).
 pub fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
         .map(|dir| dir.join(tool))
         .find(|p| {
             fs::metadata(p)
@@ -103,14 +115,18 @@ pub fn which(tool: &str) -> Option<PathBuf> {
 }
 
 fn missing_tools() -> Vec<&'static str> {
-    REQUIRED_TOOLS
+    let mut missing: Vec<&'static str> = REQUIRED_TOOLS
         .iter()
         .copied()
         .filter(|t| which(t).is_none())
-        .collect()
+        .collect();
+    if !Path::new(nginx::RTMP_MODULE).is_file() {
+        missing.push(nginx::RTMP_MODULE);
+    }
+    missing
 }
 
-/// Makes sure ffmpeg, ffprobe and rtmpdump are on PATH, running `scripts/install-test-deps.sh` (once per process, serialised across processes) if not; panics if they are still missing.
+/// Makes sure the tools of [`REQUIRED_TOOLS`] and the nginx-rtmp module are installed, running `scripts/install-test-deps.sh` (once per process, serialised across processes) if not; panics if they are still missing.
 pub fn ensure_tools() {
     static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
     let result = RESULT.get_or_init(|| {
