@@ -43,6 +43,19 @@ pub(super) async fn handle(state: &AdminState, peer: SocketAddr, req: Request<In
     resp
 }
 
+/// 429 for a locked-out address, with the seconds left in `Retry-After`.
+fn too_many_failures(left: Duration) -> Resp {
+    let mut r = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many requests with a wrong bearer token from this address; retry later",
+    );
+    let secs = left.as_secs().max(1).to_string();
+    if let Ok(v) = HeaderValue::from_str(&secs) {
+        r.headers_mut().insert(RETRY_AFTER, v);
+    }
+    r
+}
+
 async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) -> Resp {
     // A trusted proxy's forwarded client must be allowed too; nobody else's header counts.
     let forwarded = req
@@ -78,15 +91,7 @@ async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) ->
         // costs it nothing but the refusals; the stream listeners never see this.
         if let Verdict::Blocked(left) = state.lockout.check(client, now) {
             crate::metrics::admin_denied("rate");
-            let mut r = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many requests with a wrong bearer token from this address; retry later",
-            );
-            let secs = left.as_secs().max(1).to_string();
-            if let Ok(v) = HeaderValue::from_str(&secs) {
-                r.headers_mut().insert(RETRY_AFTER, v);
-            }
-            return r;
+            return too_many_failures(left);
         }
         let presented = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
         if !bearer_matches(presented, token) {
@@ -98,6 +103,7 @@ async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) ->
             );
             if state.lockout.failed(client, now, limit, window) {
                 warn!(%peer, %client, failures = limit + 1, window_secs = window.as_secs(), "admin address locked out after repeated wrong bearer tokens; answering 429 until the window passes");
+                return too_many_failures(window);
             } else if let Some(suppressed) = state.deny_log.admit() {
                 warn!(%peer, %client, path, suppressed, "admin request without a valid token refused");
             }

@@ -47,7 +47,8 @@ impl Lockout {
     }
 
     /// Counts a wrong or missing token from `ip`. Returns `true` when this failure starts a
-    /// lockout (the caller logs that once, not every refused request after it).
+    /// lockout: the caller answers it with 429 already and logs once, not every refused
+    /// request after it.
     /// `limit == 0` turns the lockout off.
     pub(super) fn failed(&self, ip: IpAddr, now: Instant, limit: u32, window: Duration) -> bool {
         if limit == 0 {
@@ -62,6 +63,10 @@ impl Lockout {
             failures: 0,
             blocked_until: None,
         });
+        if e.blocked_until.is_some_and(|u| u > now) {
+            // Refused unchecked already; nothing to count.
+            return false;
+        }
         if now.duration_since(e.window_start) >= window {
             *e = Entry {
                 window_start: now,
@@ -70,7 +75,7 @@ impl Lockout {
             };
         }
         e.failures = e.failures.saturating_add(1);
-        if e.failures > limit && e.blocked_until.is_none_or(|u| u <= now) {
+        if e.failures > limit {
             e.blocked_until = Some(now + window);
             // The next window starts when the lockout ends, so the address gets `limit`
             // fresh tries afterwards, not one.
