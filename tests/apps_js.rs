@@ -264,23 +264,27 @@ fn js_chat_calls_broadcasts_timers_and_shared_objects() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut c = OwnClient::connect(&format!("rtmp://{}/chat/room1", gw.addr), vec![])
+        // Three path segments: app `chat`, instance `room1` (the last is a stream name).
+        let mut c = OwnClient::connect(&format!("rtmp://{}/chat/room1/x", gw.addr), vec![])
             .await
             .expect("connect to the JS chat");
         let members = |events| SoMessage::new("members", 0, false, events);
         c.send_shared_object(&members(vec![SoEvent::Use]), SoEncoding::Amf0)
             .await
             .unwrap();
-        let (_, reply) = c.next_shared_object(t).await.unwrap();
-        for name in ["alice", "bob"] {
-            assert!(
-                reply
-                    .events
-                    .iter()
-                    .any(|e| matches!(e, SoEvent::Change { key, .. } if key == name)),
-                "{name} missing from {:?}",
-                reply.events
-            );
+        // UseSuccess and Clear first, the slots with them or in the next message.
+        let has = |events: &[SoEvent], name: &str| {
+            events
+                .iter()
+                .any(|e| matches!(e, SoEvent::Change { key, .. } if key == name))
+        };
+        let mut events = Vec::new();
+        while !(has(&events, "alice") && has(&events, "bob")) {
+            let (_, reply) = c
+                .next_shared_object(t)
+                .await
+                .unwrap_or_else(|e| panic!("members incomplete after {events:?}: {e}"));
+            events.extend(reply.events);
         }
         let change = |key: &str, value: &str| SoEvent::RequestChange {
             key: key.into(),
