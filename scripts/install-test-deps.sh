@@ -5,7 +5,9 @@
 # no service), nginx with its RTMP module (reverse proxy in front of the HTTP listener, and
 # nginx-rtmp as relay origin/target; the tests run their own instances, never the service), and
 # the Rust `wasm32-wasip2` target the sample Wasm guests in guests/ are built for, and python3
-# with its venv module (scripts/build-python-guest.sh makes a venv for componentize-py).
+# with its venv module (scripts/build-python-guest.sh makes a venv for componentize-py), and node
+# with npm (scripts/build-js-guest.sh runs componentize-js; it needs node >= 20.19 and fetches
+# that under target/ itself when the distribution's node is older).
 # Idempotent: exits immediately when every tool is already on PATH; runs
 # `apt-get update` only when something actually has to be installed.
 set -euo pipefail
@@ -54,8 +56,12 @@ if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     missing+=(python3 python3-venv)
 fi
 
+# The machine image ships Node.js 20 with npm; Debian packages them apart.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+
 if [[ ${#missing[@]} -eq 0 ]]; then
-    echo "install-test-deps: ${TOOLS[*]}, nginx-rtmp and python3-venv already present"
+    echo "install-test-deps: ${TOOLS[*]}, nginx-rtmp, python3-venv, node and npm already present"
     exit 0
 fi
 
@@ -75,4 +81,10 @@ if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     echo "install-test-deps: python3 still has no venv/ensurepip after installing ${missing[*]}" >&2
     exit 1
 fi
+for tool in node npm; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "install-test-deps: $tool still missing after installing ${missing[*]}" >&2
+        exit 1
+    fi
+done
 echo "install-test-deps: done"

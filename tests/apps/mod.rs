@@ -7,7 +7,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -105,6 +105,35 @@ pub fn python_guest() -> &'static Path {
         assert!(path.is_file(), "build-python-guest.sh printed {stdout:?}");
         path
     })
+}
+
+/// The JavaScript guest `guests/js/<name>` built by `scripts/build-js-guest.sh` (a pinned
+/// componentize-js installed with `npm ci` under `target/`, the build cached by input hash), once
+/// per test process and name. Fails the test, never skips it, when the toolchain cannot be set up.
+pub fn js_guest(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = built.iter().find(|(n, _)| n == name) {
+        return path.clone();
+    }
+    let script = manifest_dir().join("scripts").join("build-js-guest.sh");
+    let dir = manifest_dir().join("guests").join("js").join(name);
+    let out = Command::new(&script)
+        .arg(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "building the JS guest {name} failed (node >= 20.19 with npm and npm registry access for \
+         componentize-js are needed; scripts/install-test-deps.sh installs node):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let path = PathBuf::from(stdout.lines().last().unwrap_or("").trim());
+    assert!(path.is_file(), "build-js-guest.sh printed {stdout:?}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr).trim_end());
+    built.push((name.to_owned(), path.clone()));
+    path
 }
 
 /// Installs `guest` as `apps/<app>/` with `app.toml` text; writes through a temporary file and
