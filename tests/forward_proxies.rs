@@ -415,7 +415,10 @@ fn buffering_proxy_adding_via_and_forwarded_for() {
     // namespace's address; without a namespace the client is the trusted 127.0.0.1, so the
     // entry before it). The player has left; the publisher is still on.
     let want = match &place.netns {
-        Some(ns) => ns.host_ip.trim_end_matches(".1").to_string() + ".2",
+        Some(ns) => match ns.host_ip.rsplit_once('.') {
+            Some((net, _)) => format!("{net}.2"),
+            None => ns.host_ip.clone(),
+        },
         None => "192.0.2.44".to_string(),
     };
     assert!(
