@@ -571,7 +571,7 @@ impl Rtmpt {
     fn release(&mut self, ticket: Ticket<RtmpPipe>, req: &HttpReq, abandon: bool) {
         if abandon {
             // hyper dropped the request future: nothing is answered or counted.
-            self.t.abandon(ticket);
+            self.t.abandon(ticket, self.now_ms);
         } else {
             self.carry(ticket, req);
         }

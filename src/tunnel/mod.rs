@@ -197,7 +197,8 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if let Some(t) = self.ticket.take() {
             debug!(session = %t.id, seq = t.seq, "RTMPT request abandoned mid-exchange");
-            self.tunnel.lock().abandon(t);
+            let now = self.tunnel.now_ms();
+            self.tunnel.lock().abandon(t, now);
             self.tunnel.progressed.notify_waiters();
         }
     }

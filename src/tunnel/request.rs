@@ -26,6 +26,9 @@ use crate::config::HttpSection;
 /// 50 ms sleep and an extra `/idle`.
 pub const SEND_LINGER: Duration = Duration::from_millis(3);
 
+/// The shortest an idle poll is held once a proxy has been seen giving up on held polls.
+pub const MIN_HOLD: Duration = Duration::from_millis(20);
+
 /// A session command in the path.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Cmd {
@@ -234,6 +237,9 @@ struct Slot<P> {
     /// The command of the request answered last: a retry repeats it.
     last_cmd: Option<Cmd>,
     poller: Poller,
+    /// Set when an idle poll went away while held (a proxy's read timeout shorter than the
+    /// hold): later polls of this session are held at most this long.
+    hold_cap: Option<Duration>,
     /// The RTMP side closed its end and everything it wrote has been returned.
     ended: bool,
     /// `None` while a [`Ticket`] holds it.
@@ -265,6 +271,8 @@ pub struct Ticket<P> {
     /// How long to wait for the first reply byte when nothing is pending.
     pub hold: Duration,
     max_reply: usize,
+    /// When the exchange started (caller's clock), to tell how long it was held if abandoned.
+    started_ms: u64,
 }
 
 impl<P> Ticket<P> {
@@ -377,7 +385,7 @@ impl<P> TunnelState<P> {
             }
             Route::Session { cmd, id, seq } => (cmd, id, seq),
         };
-        let hold = self.cfg.latency.idle_hold();
+        let mut hold = self.cfg.latency.idle_hold();
         let max_reply = self.cfg.max_reply_bytes;
         let Some(slot) = self.sessions.get_mut(id) else {
             return Step::Reply(Err(ReqError::UnknownSession));
@@ -416,6 +424,9 @@ impl<P> TunnelState<P> {
             }
             return Step::Reply(Ok(reply));
         }
+        if let Some(cap) = slot.hold_cap {
+            hold = hold.min(cap);
+        }
         let Some(pipe) = slot.pipe.take() else {
             // Unreachable while the sequencer admits one request at a time; waiting is the
             // safe answer if it ever were reached.
@@ -429,6 +440,7 @@ impl<P> TunnelState<P> {
             pipe,
             hold: if cmd == Cmd::Send { SEND_LINGER } else { hold },
             max_reply,
+            started_ms: now_ms,
         })
     }
 
@@ -476,10 +488,25 @@ impl<P> TunnelState<P> {
 
     /// The request holding `ticket` went away unanswered: the session takes its pipe back and
     /// the same sequence number may be processed again.
-    pub fn abandon(&mut self, ticket: Ticket<P>) {
+    ///
+    /// An idle poll that goes away while still held is what a forward proxy with a read
+    /// timeout shorter than the hold does (it answers the client 504 and drops the upstream
+    /// connection); holding the repeat just as long would time out again, forever. So the
+    /// session's later polls are held at most half as long as this one lasted (at least
+    /// [`MIN_HOLD`]): they are answered, empty if need be, before the proxy gives up.
+    pub fn abandon(&mut self, ticket: Ticket<P>, now_ms: u64) {
         if let Some(slot) = self.sessions.get_mut(&ticket.id) {
             slot.seq.abandon();
             slot.pipe = Some(ticket.pipe);
+            let held = Duration::from_millis(now_ms.saturating_sub(ticket.started_ms));
+            if ticket.cmd == Cmd::Idle && held < ticket.hold {
+                let cap = (held / 2).max(MIN_HOLD);
+                if slot.hold_cap.is_none_or(|c| cap < c) {
+                    info!(session = %ticket.id, held_ms = held.as_millis() as u64, cap_ms = cap.as_millis() as u64,
+                        "RTMPT poll given up while held (a proxy timeout?); holding shorter");
+                    slot.hold_cap = Some(cap);
+                }
+            }
         }
     }
 
@@ -539,6 +566,7 @@ impl<P> TunnelState<P> {
                 seq: Sequencer::default(),
                 last_cmd: None,
                 poller: Poller::default(),
+                hold_cap: None,
                 ended: false,
                 pipe: Some(pipe),
             },
@@ -824,7 +852,7 @@ mod tests {
         assert_eq!(tk.hold, Duration::from_millis(512));
         // A retry of it waits; the pipe is out.
         assert!(matches!(t.begin(route, 1, A, 0, &mut env), Step::Wait));
-        t.abandon(tk);
+        t.abandon(tk, 0);
         let Step::Exchange(tk) = t.begin(route, 1, A, 0, &mut env) else {
             panic!("an abandoned request can be processed again")
         };
@@ -835,6 +863,69 @@ mod tests {
         );
         assert_eq!(t.session_count(), 0);
         assert_eq!(t.sessions_from(A), 0);
+    }
+
+    #[test]
+    fn a_poll_given_up_while_held_shortens_later_holds() {
+        // A proxy with a 300 ms read timeout in front of 512 ms holds: its upstream connection
+        // goes away at 300 ms, and the repeat must be answered before 300 ms.
+        let (mut t, mut env, a) = opened();
+        let Step::Exchange(tk) = t.begin(idle(&a, 0), 1, A, 1000, &mut env) else {
+            panic!()
+        };
+        assert_eq!(tk.hold, Duration::from_millis(512));
+        t.abandon(tk, 1300);
+        let Step::Exchange(tk) = t.begin(idle(&a, 0), 1, A, 1320, &mut env) else {
+            panic!()
+        };
+        assert_eq!(tk.hold, Duration::from_millis(150));
+        // Answered in time: the cap stays; a later, longer-lived abandonment does not raise it.
+        let reply = tk.reply_buf();
+        t.finish(
+            tk,
+            Ok(Pulled {
+                reply,
+                ended: false,
+            }),
+            1470,
+        )
+        .unwrap();
+        let Step::Exchange(tk) = t.begin(idle(&a, 1), 1, A, 1500, &mut env) else {
+            panic!()
+        };
+        assert_eq!(tk.hold, Duration::from_millis(150));
+        t.abandon(tk, 1520);
+        let Step::Exchange(tk) = t.begin(idle(&a, 1), 1, A, 1530, &mut env) else {
+            panic!()
+        };
+        assert_eq!(tk.hold, MIN_HOLD, "never below MIN_HOLD");
+        // A /send lingers as before, and a poll answered after its full hold changes nothing.
+        let reply = tk.reply_buf();
+        t.finish(
+            tk,
+            Ok(Pulled {
+                reply,
+                ended: false,
+            }),
+            1550,
+        )
+        .unwrap();
+        let route = Route::Session {
+            cmd: Cmd::Send,
+            id: &a,
+            seq: 2,
+        };
+        let Step::Exchange(tk) = t.begin(route, 1, A, 1600, &mut env) else {
+            panic!()
+        };
+        assert_eq!(tk.hold, SEND_LINGER);
+        t.abandon(tk, 1700);
+        // Other sessions keep the configured hold.
+        let b = open(&mut t, &mut env, B).unwrap();
+        let Step::Exchange(tk) = t.begin(idle(&b, 0), 1, B, 1800, &mut env) else {
+            panic!()
+        };
+        assert_eq!(tk.hold, Duration::from_millis(512));
     }
 
     #[test]
