@@ -178,32 +178,31 @@ impl Pull {
         let mut shutdown = self.core.shutdown_signal();
         loop {
             while let Some(ev) = up.poll_event() {
-                match ev {
+                let done = match ev {
                     ClientEvent::Media {
                         type_id,
                         timestamp,
                         payload,
                         ..
-                    } => {
-                        if self.media(local, &mut need_key, type_id, timestamp, payload)? {
-                            return Ok(Done);
-                        }
-                    }
+                    } => self.media(local, &mut need_key, type_id, timestamp, payload)?,
                     ClientEvent::Status { .. } => {
                         let (code, desc) = status_of(&ev).unwrap_or_default();
                         match code {
-                            "NetStream.Play.UnpublishNotify" => {
-                                if local.publisher.take().is_some() {
-                                    info!(stream = %self.key, "the origin's publisher left; unpublished here too");
-                                }
+                            "NetStream.Play.UnpublishNotify" if local.publisher.is_some() => {
+                                local.publisher = None;
+                                info!(stream = %self.key, "the origin's publisher left; unpublished here too");
                             }
                             "NetStream.Play.Stop" | "NetStream.Play.Complete" => {
                                 return Err(UpstreamError::Refused(format!("{code}: {desc}")));
                             }
                             _ => {}
                         }
+                        false
                     }
-                    _ => {}
+                    _ => false,
+                };
+                if done {
+                    return Ok(Done);
                 }
             }
             up.flush().await?;
