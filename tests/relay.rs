@@ -106,7 +106,7 @@ fn push_to_nginx_and_a_second_gateway_survives_a_target_restart() {
         relays(&gw),
         publisher.stderr()
     );
-    // The stream query reached the target with the target URL's own query first.
+    // The second gateway has the stream (its name and query: cam?from=relay&token=abc).
     assert!(wait_until(Duration::from_secs(5), || second.publishing() == 1));
     play_and_check(
         &format!("rtmp://127.0.0.1:{port}/live/cam"),
