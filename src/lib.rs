@@ -14,6 +14,7 @@ pub mod driver;
 pub mod gateway;
 pub mod media;
 pub mod metrics;
+pub mod relay;
 pub mod rtmp;
 pub mod server;
 pub mod state;

@@ -48,6 +48,12 @@ pub const SO_MESSAGES_OUT: &str = "wasmgate_shared_object_messages_out_total";
 pub const SO_DROPPED: &str = "wasmgate_shared_object_dropped_total";
 pub const SHARED_OBJECTS: &str = "wasmgate_shared_objects";
 pub const SO_SUBSCRIBERS: &str = "wasmgate_shared_object_subscribers";
+pub const RELAYS: &str = "wasmgate_relays";
+pub const RELAY_BYTES: &str = "wasmgate_relay_bytes_total";
+pub const RELAY_RECONNECTS: &str = "wasmgate_relay_reconnects_total";
+
+/// Relay kinds (see `gateway::RelayStatus::kind`).
+pub const RELAY_KINDS: [&str; 3] = ["push", "pull", "forward"];
 
 /// Describes every series and registers the error series at zero, so dashboards and alerts
 /// see them before the first event. Called once, by whoever installs the recorder.
@@ -148,6 +154,20 @@ pub fn describe() {
         "Shared-object subscriptions (a client using two objects counts twice)."
     );
     describe_gauge!(UPTIME, "Seconds since the gateway started.");
+    describe_gauge!(RELAYS, "Relays running, by kind (push, pull, forward).");
+    describe_counter!(
+        RELAY_BYTES,
+        "Bytes relays wrote to push targets or read from origins, by kind."
+    );
+    describe_counter!(
+        RELAY_RECONNECTS,
+        "Relay upstream connections that failed or were lost, by kind."
+    );
+    for k in RELAY_KINDS {
+        gauge!(RELAYS, "kind" => k).set(0.0);
+        counter!(RELAY_BYTES, "kind" => k).absolute(0);
+        counter!(RELAY_RECONNECTS, "kind" => k).absolute(0);
+    }
     // Register the error series at zero so dashboards and alerts see them before the first event.
     for t in TRANSPORTS {
         counter!(HANDSHAKE_ERRORS, "transport" => t).absolute(0);
@@ -197,6 +217,19 @@ pub fn handshake_error(transport: &'static str) {
 
 pub fn protocol_error() {
     counter!(PROTOCOL_ERRORS).increment(1);
+}
+
+/// A relay of `kind` started (`delta` 1) or stopped (-1).
+pub fn relay_gauge(kind: &'static str, delta: f64) {
+    gauge!(RELAYS, "kind" => kind).increment(delta);
+}
+
+pub fn relay_bytes(kind: &'static str, n: u64) {
+    counter!(RELAY_BYTES, "kind" => kind).increment(n);
+}
+
+pub fn relay_reconnect(kind: &'static str) {
+    counter!(RELAY_RECONNECTS, "kind" => kind).increment(1);
 }
 
 pub fn player_skip() {

@@ -2,6 +2,7 @@
 //! (ring provider) acceptor, and swaps it on reload so new handshakes use the new files.
 //!
 //! Sessions already running keep the TLS state they negotiated; a reload never drops them.
+//! [`client_connector`] is the client side, for `rtmps://` relay upstreams.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -133,6 +134,33 @@ fn load(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, TlsError> {
     // chokes on TLS 1.3 tickets arriving after the handshake.
     config.send_tls13_tickets = 0;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Where Debian (and most distributions) keep the system's CA bundle.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A TLS client for `rtmps://` relay upstreams, verifying servers against the PEM
+/// certificates in `ca_file` (the system bundle when `None`).
+pub fn client_connector(ca_file: Option<&Path>) -> Result<tokio_rustls::TlsConnector, TlsError> {
+    let path = ca_file.unwrap_or(Path::new(SYSTEM_CA_BUNDLE));
+    let bad = |message: String| TlsError::Cert {
+        path: path.to_path_buf(),
+        message,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(bad("no usable CA certificate found".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 #[cfg(test)]

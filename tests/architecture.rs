@@ -23,6 +23,8 @@ const LAYERS: &[&[&str]] = &[
     &["gateway"],
     // The connection driver (one RTMP session over any byte stream) and the test client.
     &["driver", "client"],
+    // RTMP relays between nodes (push, pull): the RTMP client over the gateway core.
+    &["relay"],
     // Transports, listeners and views.
     &["tunnel", "admin", "web"],
     // Listeners and wiring.

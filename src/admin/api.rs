@@ -211,6 +211,7 @@ async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) ->
             delete_stream(state, app, instance, name).await
         }
         (Method::GET, ["recordings"]) => ok(recordings(state)),
+        (Method::GET, ["relays"]) => ok(json!(state.core.relay_status())),
         (Method::DELETE, ["recordings", app, instance, name]) => {
             stop_recording(state, app, instance, name)
         }
@@ -218,7 +219,7 @@ async fn route(state: &AdminState, peer: SocketAddr, req: &Request<Incoming>) ->
             _,
             [
                 "openapi.json" | "server" | "config" | "apps" | "clients" | "streams"
-                | "recordings",
+                | "recordings" | "relays",
                 ..,
             ],
         ) => method_not_allowed(),

@@ -55,6 +55,8 @@ const LIVE_KEYS: &[&str] = &[
     "rtmp.amf_max_collection_len",
     "rtmp.trusted_proxies",
     "media.",
+    // Read at each publish, play and reconnect: running relays keep the rules they started with.
+    "relay.",
     "http.ident",
     "http.latency",
     "http.max_sessions",

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ConfigError;
 use super::sections::{
-    AdminConfig, AppsConfig, HttpSection, MediaSection, RtmpConfig, SharedObjectsSection,
-    TlsSection,
+    AdminConfig, AppsConfig, HttpSection, MediaSection, RelaySection, RtmpConfig,
+    SharedObjectsSection, TlsSection,
 };
 use crate::media::MediaConfig;
 use crate::rtmp::SessionConfig;
@@ -33,6 +33,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub apps: AppsConfig,
     pub shared_objects: SharedObjectsSection,
+    pub relay: RelaySection,
 }
 
 impl Default for Config {
@@ -47,6 +48,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             apps: AppsConfig::default(),
             shared_objects: SharedObjectsSection::default(),
+            relay: RelaySection::default(),
         }
     }
 }
@@ -283,6 +285,7 @@ impl Config {
             );
         }
         self.shared_objects.validate()?;
+        self.relay.validate()?;
         if r.max_streams_per_connection == 0 {
             return bad(
                 "rtmp.max_streams_per_connection",

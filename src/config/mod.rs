@@ -4,7 +4,7 @@
 //! `file.rs` is the whole file ([`Config`]: parsing, validation, what the protocol and media
 //! layers get from it), `sections.rs` its `[rtmp]`, `[media]`, `[http]`, `[tls]`, `[admin]` and
 //! `[apps]` tables, `changes.rs` what a reload may apply ([`key_effect`], [`Config::change_to`]),
-//! `error.rs` the error every part returns. `[shared_objects]` is in `sections.rs` too. This file only declares and re-exports.
+//! `error.rs` the error every part returns. `[shared_objects]` and `[relay]` are in `sections.rs` too. This file only declares and re-exports.
 
 mod changes;
 mod error;
@@ -16,6 +16,7 @@ pub use changes::{ConfigChange, KeyEffect, key_effect};
 pub use error::ConfigError;
 pub use file::Config;
 pub use sections::{
-    AdminConfig, AppsConfig, FailurePolicy, HttpSection, Latency, MediaSection, RtmpConfig,
-    SharedObjectsSection, TlsSection, UnknownApps,
+    AdminConfig, AppsConfig, EdgePublish, FailurePolicy, HttpSection, Latency, MediaSection,
+    PullRule, PushRule, RelaySection, RelayUrl, RtmpConfig, SharedObjectsSection, TlsSection,
+    UnknownApps, app_matches,
 };

@@ -548,3 +548,307 @@ impl SharedObjectsSection {
         Ok(())
     }
 }
+
+/// `[relay]`: RTMP relays between nodes — `[[relay.push]]` forwards published streams to other
+/// servers, `[[relay.pull]]` makes this node an edge that plays streams from origins.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelaySection {
+    /// Longest relay chain: a relay's connect carries its hop count, and a connect with more
+    /// hops than this is refused (a loop of relays ends here).
+    pub max_hops: u32,
+    /// Longest wait for an upstream's TCP/TLS connect, handshake and `connect` reply, and for
+    /// its `publish`/`play` to start.
+    pub connect_timeout_ms: u64,
+    /// First wait before reconnecting to a lost upstream; doubles per failure up to
+    /// `backoff_max_ms`.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// CA certificates (PEM) that `rtmps://` upstreams are verified against; unset uses the
+    /// system bundle (`/etc/ssl/certs/ca-certificates.crt`).
+    pub tls_ca_file: Option<PathBuf>,
+    pub push: Vec<PushRule>,
+    pub pull: Vec<PullRule>,
+}
+
+impl Default for RelaySection {
+    fn default() -> Self {
+        RelaySection {
+            max_hops: 4,
+            connect_timeout_ms: 5000,
+            backoff_initial_ms: 500,
+            backoff_max_ms: 10_000,
+            tls_ca_file: None,
+            push: Vec::new(),
+            pull: Vec::new(),
+        }
+    }
+}
+
+/// `[[relay.push]]`: every stream published on an app matching `app` is forwarded to each
+/// target, as `<target>/<stream name>?<the publisher's stream query>`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PushRule {
+    /// App name or glob (`live`, `live-*`, `*`).
+    pub app: String,
+    /// `rtmp://host[:port]/app[/instance]` or `rtmps://...` URLs.
+    pub targets: Vec<String>,
+}
+
+/// `[[relay.pull]]`: a play of a stream nobody publishes here, on an app matching `app`, plays
+/// it from the first origin that answers (one upstream per stream, shared by every player).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PullRule {
+    pub app: String,
+    /// Origin URLs (`rtmp://host[:port]/app[/instance]`, `rtmps://...`) in failover order.
+    pub origins: Vec<String>,
+    /// How long the upstream stays after the last local player left.
+    #[serde(default = "PullRule::default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// What a publish on this app gets on the edge: `refuse`, or `forward` (published here
+    /// and pushed to the origins in failover order).
+    #[serde(default)]
+    pub mode: EdgePublish,
+}
+
+impl PullRule {
+    fn default_idle_timeout_ms() -> u64 {
+        5000
+    }
+}
+
+/// What a publish on an edge app gets.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EdgePublish {
+    #[default]
+    Refuse,
+    Forward,
+}
+
+/// A relay target or origin: `rtmp[s]://host[:port]/app[/instance][?query]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayUrl {
+    pub tls: bool,
+    /// `host` as written (a name or an address; `[v6]` keeps its brackets).
+    pub host: String,
+    pub port: u16,
+    /// The connect `app` field: `app` or `app/instance`.
+    pub app: String,
+    /// A query of the URL itself, sent with the stream name (before the publisher's own).
+    pub query: Option<String>,
+}
+
+impl RelayUrl {
+    pub fn parse(url: &str) -> Result<RelayUrl, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("rtmp://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("rtmps://") {
+            (true, r)
+        } else {
+            return Err(format!("{url:?} is not an rtmp:// or rtmps:// URL"));
+        };
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q.to_owned()).filter(|q| !q.is_empty())),
+            None => (rest, None),
+        };
+        let (authority, path) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("{url:?} names no app (rtmp://host/app)"))?;
+        let app = path.trim_matches('/');
+        if app.is_empty() || app.split('/').count() > 2 {
+            return Err(format!(
+                "{url:?}: the path must be app or app/instance, got {path:?}"
+            ));
+        }
+        let default_port = if tls { 443 } else { 1935 };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+                if h.contains(':') && !h.starts_with('[') {
+                    // A bare IPv6 address without a port.
+                    (authority, default_port)
+                } else {
+                    let port = p
+                        .parse::<u16>()
+                        .map_err(|_| format!("{url:?}: bad port {p:?}"))?;
+                    (h, port)
+                }
+            }
+            _ => (authority, default_port),
+        };
+        if host.is_empty() {
+            return Err(format!("{url:?} names no host"));
+        }
+        Ok(RelayUrl {
+            tls,
+            host: host.to_owned(),
+            port,
+            app: app.to_owned(),
+            query,
+        })
+    }
+
+    /// `host:port`, for connecting.
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The URL without its query (tokens stay out of logs and the admin API).
+    pub fn display(&self) -> String {
+        let scheme = if self.tls { "rtmps" } else { "rtmp" };
+        format!("{scheme}://{}:{}/{}", self.host, self.port, self.app)
+    }
+
+    /// The stream name sent upstream: `name`, then this URL's query and `query` (the local
+    /// client's stream query, carried for tokens), joined with `&`.
+    pub fn stream_name(&self, name: &str, query: Option<&str>) -> String {
+        let parts: Vec<&str> = [self.query.as_deref(), query]
+            .into_iter()
+            .flatten()
+            .filter(|q| !q.is_empty())
+            .collect();
+        if parts.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{name}?{}", parts.join("&"))
+        }
+    }
+}
+
+/// Whether `app` matches a rule's pattern: `*` stands for any run of characters.
+pub fn app_matches(pattern: &str, app: &str) -> bool {
+    let (p, a) = (pattern.as_bytes(), app.as_bytes());
+    // Iterative glob with one backtrack point: linear enough for names this short.
+    let (mut pi, mut ai, mut star, mut mark) = (0, 0, None, 0);
+    while ai < a.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = ai;
+            pi += 1;
+        } else if pi < p.len() && p[pi] == a[ai] {
+            pi += 1;
+            ai += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ai = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+impl RelaySection {
+    /// The pull rule for `app`, the first that matches.
+    pub fn pull_rule(&self, app: &str) -> Option<&PullRule> {
+        self.pull.iter().find(|r| app_matches(&r.app, app))
+    }
+
+    /// Every push target for `app`, over all matching rules, without duplicates.
+    pub fn push_targets(&self, app: &str) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for r in self.push.iter().filter(|r| app_matches(&r.app, app)) {
+            for t in &r.targets {
+                if !v.contains(t) {
+                    v.push(t.clone());
+                }
+            }
+        }
+        v
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |path: String, message: String| Err(ConfigError::Invalid { path, message });
+        if !(1..=32).contains(&self.max_hops) {
+            return bad(
+                "relay.max_hops".into(),
+                format!("{} is outside 1..=32", self.max_hops),
+            );
+        }
+        for (path, v) in [
+            ("relay.connect_timeout_ms", self.connect_timeout_ms),
+            ("relay.backoff_initial_ms", self.backoff_initial_ms),
+        ] {
+            if v == 0 {
+                return bad(path.into(), "must be at least 1".into());
+            }
+        }
+        if self.backoff_max_ms < self.backoff_initial_ms {
+            return bad(
+                "relay.backoff_max_ms".into(),
+                format!(
+                    "{} is below relay.backoff_initial_ms ({})",
+                    self.backoff_max_ms, self.backoff_initial_ms
+                ),
+            );
+        }
+        let urls = |path: String, list: &[String]| -> Result<(), ConfigError> {
+            if list.is_empty() {
+                return bad(path, "lists no URL".into());
+            }
+            for u in list {
+                if let Err(message) = RelayUrl::parse(u) {
+                    return bad(path, message);
+                }
+            }
+            Ok(())
+        };
+        for (i, r) in self.push.iter().enumerate() {
+            if r.app.is_empty() {
+                return bad(format!("relay.push[{i}].app"), "is empty".into());
+            }
+            urls(format!("relay.push[{i}].targets"), &r.targets)?;
+        }
+        for (i, r) in self.pull.iter().enumerate() {
+            if r.app.is_empty() {
+                return bad(format!("relay.pull[{i}].app"), "is empty".into());
+            }
+            urls(format!("relay.pull[{i}].origins"), &r.origins)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod relay_tests {
+    use super::*;
+
+    #[test]
+    fn relay_urls() {
+        let u = RelayUrl::parse("rtmp://10.0.0.1:1936/live?k=1").unwrap();
+        assert_eq!(
+            (u.addr(), u.app.as_str(), u.tls),
+            ("10.0.0.1:1936".into(), "live", false)
+        );
+        assert_eq!(u.stream_name("cam", Some("t=2")), "cam?k=1&t=2");
+        assert_eq!(u.display(), "rtmp://10.0.0.1:1936/live");
+        let u = RelayUrl::parse("rtmps://ingest.example/app/inst").unwrap();
+        assert_eq!((u.port, u.app.as_str(), u.tls), (443, "app/inst", true));
+        assert_eq!(u.stream_name("cam", None), "cam");
+        let u = RelayUrl::parse("rtmp://[::1]:1935/live").unwrap();
+        assert_eq!(u.addr(), "[::1]:1935");
+        for bad in [
+            "http://h/a",
+            "rtmp://h",
+            "rtmp://h/",
+            "rtmp:///a",
+            "rtmp://h:x/a",
+            "rtmp://h/a/b/c",
+        ] {
+            assert!(RelayUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn app_globs() {
+        assert!(app_matches("live", "live"));
+        assert!(!app_matches("live", "live2"));
+        assert!(app_matches("live*", "live2"));
+        assert!(app_matches("*", "anything"));
+        assert!(app_matches("a*c", "abbbc"));
+        assert!(!app_matches("a*c", "abbb"));
+    }
+}

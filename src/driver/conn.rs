@@ -20,8 +20,8 @@ use super::playback::{Plays, Rebase};
 use super::shared_objects::SoConn;
 use super::vod::{Done, Request, Source, ThenLive, ToLive, VodPlays};
 use crate::apps::{APP_ERROR, ClientMeta, DataOutcome, InstanceHandle, Route, ToActor, ToConn};
-use crate::config::FailurePolicy;
-use crate::gateway::{ClientEntry, Core};
+use crate::config::{EdgePublish, FailurePolicy};
+use crate::gateway::{ClientEntry, Core, HOPS_ARG};
 use crate::media::record::{self, Origin};
 use crate::media::vod::{FileName, OpenError, VodFile};
 use crate::media::{Player, PublishError, Publisher, StreamKey, TooSlow};
@@ -176,6 +176,8 @@ struct Conn {
     data_seq: u64,
     /// Remote shared objects this client uses (`shared_objects.rs`).
     so: SoConn,
+    /// Relay hops this connection's connect announced (0 for anything but a relay).
+    hops: u32,
 }
 
 impl Conn {
@@ -210,6 +212,7 @@ impl Conn {
             data_hold: None,
             data_seq: 0,
             so: SoConn::default(),
+            hops: 0,
         }
     }
 
@@ -618,6 +621,19 @@ impl Conn {
     /// Routes a connect: the built-in live app accepts at once; an app with a module decides
     /// asynchronously (its answer arrives as a [`ToConn`]), so this task keeps serving meanwhile.
     fn on_connect(&mut self, req: ConnectRequest) {
+        self.hops = relay_hops(&req.args);
+        let max_hops = self.core.config().relay.max_hops;
+        if self.hops > max_hops {
+            warn!(
+                hops = self.hops,
+                max_hops, "connect rejected: relay chain too long (a relay loop?)"
+            );
+            self.session.reject_connect(&format!(
+                "Relay chain too long: {} hops, the limit is {max_hops} (relay.max_hops).",
+                self.hops
+            ));
+            return;
+        }
         match self.core.apps().route(&req.path.app, &req.path.instance) {
             Route::Live => self.accept(req.path),
             Route::Deny => {
@@ -883,6 +899,19 @@ impl Conn {
     fn start_publish(&mut self, stream_id: u32, name: StreamName, kind: &str) {
         let key = self.key(&name);
         let config = self.core.config();
+        if config
+            .relay
+            .pull_rule(&key.app)
+            .is_some_and(|r| r.mode == EdgePublish::Refuse)
+        {
+            info!(stream = %key, "publish refused: the app is an edge (relay.pull, mode = \"refuse\")");
+            self.session.publish_rejected(
+                stream_id,
+                "NetStream.Publish.Rejected",
+                "This server is an edge for the application; publish to the origin.",
+            );
+            return;
+        }
         let media = &config.media;
         let mode = self
             .link
@@ -926,6 +955,9 @@ impl Conn {
                 }
                 self.publishers.insert(stream_id, p);
                 self.session.publish_started(stream_id);
+                if let Some(relays) = self.core.relays() {
+                    relays.published(&key, name.query.as_deref().unwrap_or(""), self.hops);
+                }
                 if let Some(path) = record_to {
                     let append = kind == "append";
                     if let Err(e) = recordings.start(key.clone(), path, append, Origin::Publish) {
@@ -1006,6 +1038,12 @@ impl Conn {
             }
         }
         let sub = self.core.registry().play(key.clone());
+        if !sub.live
+            && let Some(relays) = self.core.relays()
+        {
+            // Subscribed first, so a pull relay started here sees this player.
+            relays.wanted(&key, name.query.as_deref().unwrap_or(""), self.hops);
+        }
         info!(stream = %key, start = args.start, live = sub.live, "playing");
         self.session.play_started(stream_id, &name.name, args.reset);
         let player = self.new_player();
@@ -1181,6 +1219,14 @@ impl Conn {
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.
+/// The relay hop count a connect carries (see [`HOPS_ARG`]); 0 for every other client.
+fn relay_hops(args: &[Amf0Value]) -> u32 {
+    args.iter()
+        .find_map(|a| a.get(HOPS_ARG).and_then(|v| v.as_f64()))
+        .map(|h| h.clamp(0.0, f64::from(u32::MAX)) as u32)
+        .unwrap_or(0)
+}
+
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,

@@ -8,13 +8,14 @@
 //! sockets, HTTP, TLS or the admin API; those hold an `Arc<Core>`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use tokio::sync::watch;
 
 use super::clients::Clients;
+use super::relays::{RelayHooks, RelayStatus};
 use super::settings::{Settings, Snapshot};
 use super::shared_objects::SoHub;
 use super::stats::{Counters, StatsSnapshot};
@@ -44,6 +45,8 @@ pub struct Core {
     next_conn_id: AtomicU64,
     /// Flips to true when the gateway shuts down; every connection watches it.
     shutdown: watch::Sender<bool>,
+    /// Push and pull relays, set once by the server after the core is built.
+    relays: OnceLock<Arc<dyn RelayHooks>>,
 }
 
 impl Core {
@@ -68,6 +71,7 @@ impl Core {
             started_at: Instant::now(),
             next_conn_id: AtomicU64::new(1),
             shutdown: watch::channel(false).0,
+            relays: OnceLock::new(),
         })
     }
 
@@ -113,6 +117,21 @@ impl Core {
 
     pub fn apps(&self) -> &Arc<AppManager> {
         &self.apps
+    }
+
+    /// Plugs the relay layer in (once; later calls are ignored).
+    pub fn set_relays(&self, hooks: Arc<dyn RelayHooks>) {
+        let _ = self.relays.set(hooks);
+    }
+
+    /// The relay layer, when the server plugged one in.
+    pub fn relays(&self) -> Option<&Arc<dyn RelayHooks>> {
+        self.relays.get()
+    }
+
+    /// Every relay's status (empty without a relay layer).
+    pub fn relay_status(&self) -> Vec<RelayStatus> {
+        self.relays.get().map(|r| r.list()).unwrap_or_default()
     }
 
     pub fn counters(&self) -> &Counters {

@@ -9,6 +9,7 @@
 //! | [`SoHub`] | `shared_objects.rs` | the shared-object authority, client queues, tick, store |
 //! | [`Counters`], [`StatsSnapshot`] | `stats.rs` | hot-path counters and what views render |
 //! | [`Reloader`] | `reload.rs` | re-reads the config, runs [`ReloadHook`]s, swaps the snapshot |
+//! | [`RelayHooks`] | `relays.rs` | where publishes and plays reach RTMP relays; their status |
 //!
 //! Layers above plug in without the core importing them: a transport drives connections with
 //! an `Arc<Core>`, a view reads [`Core::stats`], and state derived from the config outside the
@@ -16,6 +17,7 @@
 
 pub mod clients;
 pub mod hub;
+pub mod relays;
 pub mod reload;
 pub mod settings;
 pub mod shared_objects;
@@ -23,6 +25,7 @@ pub mod stats;
 
 pub use clients::{ClientEntry, ClientGuard, Clients};
 pub use hub::{Core, OPERATOR_KICK};
+pub use relays::{HOPS_ARG, RelayHooks, RelayStatus};
 pub use reload::{ConfigSource, Prepared, ReloadError, ReloadHook, ReloadReport, Reloader};
 pub use settings::{Settings, Snapshot};
 pub use shared_objects::{SoHub, SoLink};

@@ -364,6 +364,12 @@ impl Registry {
         v
     }
 
+    /// Players attached to `key` now (0 for an unknown stream).
+    pub fn players(&self, key: &StreamKey) -> usize {
+        let stream = lock(&self.streams).get(key).cloned();
+        stream.map_or(0, |s| lock(&s.state).players)
+    }
+
     /// The source publishing `key`, if any.
     pub fn publisher_of(&self, key: &StreamKey) -> Option<Arc<dyn StreamSource>> {
         let stream = lock(&self.streams).get(key).cloned()?;

@@ -136,6 +136,7 @@ impl Server {
         .map_err(StartError::Apps)?;
         let tunnel = Arc::new(Tunnel::new(config.http.clone()));
         let core = Core::new(config, registry, recordings, manager, shared_objects);
+        core.set_relays(Arc::new(crate::relay::Relays::new(&core)));
         // Not in `tasks`: it keeps delivering and saving while connections close at shutdown
         // (`shutdown` ticks once more at the end); it ends with the runtime.
         tokio::spawn(core.shared_objects().clone().run());

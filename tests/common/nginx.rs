@@ -68,7 +68,21 @@ impl Nginx {
 
     /// Stops nginx and waits until it is gone, so a restart can bind the same ports.
     pub fn stop(mut self) {
-        self.proc.kill();
-        wait_until(Duration::from_secs(5), || !self.proc.is_running());
+        self.terminate();
+    }
+
+    /// SIGTERM, which makes the master stop its workers too (a SIGKILLed master leaves its
+    /// worker running, serving the old connections and holding the ports); SIGKILL after 5 s.
+    fn terminate(&mut self) {
+        self.proc.signal(Signal::Term);
+        if !wait_until(Duration::from_secs(5), || !self.proc.is_running()) {
+            self.proc.kill();
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.terminate();
     }
 }

@@ -20,7 +20,12 @@ impl Gateway {
         Gateway::start_with(Config::default())
     }
 
-    pub fn start_with(mut config: Config) -> Gateway {
+    pub fn start_with(config: Config) -> Gateway {
+        Gateway::start_at(config, "127.0.0.1:0".parse().unwrap())
+    }
+
+    /// Like [`Gateway::start_with`] with RTMP on `rtmp` (a gateway restarted on its port).
+    pub fn start_at(mut config: Config, rtmp: SocketAddr) -> Gateway {
         // Logs go to the test's captured output, shown when a test fails.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -29,7 +34,7 @@ impl Gateway {
             )
             .with_test_writer()
             .try_init();
-        config.rtmp.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        config.rtmp.listen = vec![rtmp];
         // Every configured HTTP (RTMPT) listener moves to a free loopback port too.
         for a in &mut config.http.listen {
             *a = "127.0.0.1:0".parse().unwrap();
