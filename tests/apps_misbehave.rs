@@ -73,8 +73,14 @@ fn loop_oom_and_trap_are_contained_while_another_app_streams() {
     let v = |series: &str| prometheus_value(&m, series).unwrap_or(0.0);
     assert!(v("wasmgate_guest_traps_total{app=\"crash\"}") >= 2.0, "{m}");
     assert!(v("wasmgate_guest_calls_total{app=\"crash\"}") >= 2.0, "{m}");
-    assert!(v("wasmgate_guest_deadline_hits_total{app=\"spin\"}") >= 2.0, "{m}");
-    assert!(v("wasmgate_guest_deadline_hits_total{app=\"lenient\"}") >= 1.0, "{m}");
+    assert!(
+        v("wasmgate_guest_deadline_hits_total{app=\"spin\"}") >= 2.0,
+        "{m}"
+    );
+    assert!(
+        v("wasmgate_guest_deadline_hits_total{app=\"lenient\"}") >= 1.0,
+        "{m}"
+    );
 
     assert!(
         publisher.is_running(),
@@ -92,8 +98,13 @@ fn loop_oom_and_trap_are_contained_while_another_app_streams() {
 fn admin_get(addr: std::net::SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
     let mut sock = std::net::TcpStream::connect(addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(sock, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        sock,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     sock.read_to_string(&mut text).unwrap();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");

@@ -205,8 +205,7 @@ pub async fn run(opts: ChaosOptions) -> i32 {
             loop {
                 lock(&log).connects += 1;
                 let r = match &source {
-                    Source::Rtmp { url, tls: false } => match TcpStream::connect(&url.addr).await
-                    {
+                    Source::Rtmp { url, tls: false } => match TcpStream::connect(&url.addr).await {
                         Ok(s) => {
                             let _ = s.set_nodelay(true);
                             play_rtmp(s, url, &log, &mut permit).await

@@ -141,7 +141,10 @@ pub async fn run_player(
 }
 
 /// Reads until the end of the response head; returns its length and how much was read.
-pub(crate) async fn read_head(sock: &mut TcpStream, buf: &mut [u8]) -> Result<(usize, usize), BoxError> {
+pub(crate) async fn read_head(
+    sock: &mut TcpStream,
+    buf: &mut [u8],
+) -> Result<(usize, usize), BoxError> {
     let mut have = 0;
     loop {
         let n = sock.read(&mut buf[have..MAX_HEAD]).await?;
@@ -518,7 +521,11 @@ pub(crate) struct FlvReader {
 }
 
 impl FlvReader {
-    pub(crate) fn feed(&mut self, mut input: &[u8], out: &mut impl FnMut(Tag)) -> Result<(), BoxError> {
+    pub(crate) fn feed(
+        &mut self,
+        mut input: &[u8],
+        out: &mut impl FnMut(Tag),
+    ) -> Result<(), BoxError> {
         while !input.is_empty() {
             if !self.started {
                 let n = (13 - self.have).min(input.len());
