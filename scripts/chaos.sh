@@ -476,7 +476,7 @@ ERRORS_EXPLAINED=$(grep -c '^explained' "$OUT/errors-classified.txt" || true)
 ERRORS_UNEXPLAINED=$(grep -c '^UNEXPLAINED' "$OUT/errors-classified.txt" || true)
 # Warnings, by message (timestamp and fields stripped), for the reader.
 sed 's/\x1b\[[0-9;]*m//g' "$OUT/wasmgate.log" | grep -E '^\S+ +WARN ' |
-    sed -E 's/^\S+ +WARN +//; s/ [a-z_]+=.*$//' | sort | uniq -c | sort -rn >"$OUT/warnings.txt" || true
+    sed -E 's/^.* (wasmgate(::[a-z_]+)*: )/\1/; s/ [a-z_]+=.*$//' | sort | uniq -c | sort -rn >"$OUT/warnings.txt" || true
 
 RSS_LIMIT=$((RSS0 + RSS_TOL_MIB * 1024))
 RSS_PEAK=$(awk -F, 'NR > 1 && $2 > m { m = $2 } END { print m + 0 }' "$OUT/samples.csv")
