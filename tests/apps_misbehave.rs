@@ -1,6 +1,7 @@
 //! Sandbox containment: guests that spin, exhaust memory or trap on connect are stopped within
 //! their deadline / memory cap, the connect fails closed ("application error") or open as
-//! configured, the instance is recreated, and a live stream in another app keeps flowing.
+//! configured, the instance is recreated (counted in the admin API and Prometheus), and a live
+//! stream in another app keeps flowing.
 
 mod apps;
 mod common;
@@ -66,6 +67,21 @@ fn loop_oom_and_trap_are_contained_while_another_app_streams() {
     assert!(get("crash").restarts >= 1, "{:?}", get("crash"));
     assert!(get("lenient").deadlines >= 1);
 
+    // The same faults in Prometheus, per app: these series stayed at 0 until the chaos run
+    // (scripts/chaos.sh) compared them with the traps it caused.
+    let m = admin_get(gw.admin_addr(), "/metrics");
+    let v = |series: &str| prometheus_value(&m, series).unwrap_or(0.0);
+    assert!(v("wasmgate_guest_traps_total{app=\"crash\"}") >= 2.0, "{m}");
+    assert!(v("wasmgate_guest_calls_total{app=\"crash\"}") >= 2.0, "{m}");
+    assert!(
+        v("wasmgate_guest_deadline_hits_total{app=\"spin\"}") >= 2.0,
+        "{m}"
+    );
+    assert!(
+        v("wasmgate_guest_deadline_hits_total{app=\"lenient\"}") >= 1.0,
+        "{m}"
+    );
+
     assert!(
         publisher.is_running(),
         "publisher died:\n{}",
@@ -76,4 +92,21 @@ fn loop_oom_and_trap_are_contained_while_another_app_streams() {
     decodes_cleanly(&flv).unwrap();
     publisher.interrupt();
     let _ = publisher.finish(Duration::from_secs(10));
+}
+
+/// The body of a plain `GET` to the admin listener.
+fn admin_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        sock,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    sock.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text
 }

@@ -202,6 +202,7 @@ macro_rules! guest_call {
                         live.store.data_mut().limiter.hit = false;
                         let $g = live.app.wasmgate_app_guest();
                         let $s = &mut live.store;
+                        crate::metrics::guest_call(&$self.entry.name);
                         let r = $call.await;
                         live.store.data_mut().st.release_so_locks();
                         match r {
@@ -367,6 +368,12 @@ impl Actor {
 
     fn count(&self, f: &Fault) {
         let s = &self.entry.stats;
+        // The Prometheus series (`wasmgate_guest_*_total{app}`) follow the admin API's counters.
+        match f {
+            Fault::Deadline => crate::metrics::guest_deadline(&self.entry.name),
+            Fault::Trap(_) | Fault::Start(_) => crate::metrics::guest_trap(&self.entry.name),
+            Fault::Memory | Fault::Backoff => {}
+        }
         match f {
             Fault::Deadline => s.deadlines.fetch_add(1, Ordering::Relaxed),
             Fault::Memory => s.memory.fetch_add(1, Ordering::Relaxed),

@@ -83,7 +83,11 @@ impl FlvUrl {
         })
     }
 
-    fn request(&self) -> String {
+    pub(crate) fn web(&self) -> Web {
+        self.web
+    }
+
+    pub(crate) fn request(&self) -> String {
         let mut r = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: wasmgate-load\r\nAccept: */*\r\n",
             self.path, self.host
@@ -137,7 +141,10 @@ pub async fn run_player(
 }
 
 /// Reads until the end of the response head; returns its length and how much was read.
-async fn read_head(sock: &mut TcpStream, buf: &mut [u8]) -> Result<(usize, usize), BoxError> {
+pub(crate) async fn read_head(
+    sock: &mut TcpStream,
+    buf: &mut [u8],
+) -> Result<(usize, usize), BoxError> {
     let mut have = 0;
     loop {
         let n = sock.read(&mut buf[have..MAX_HEAD]).await?;
@@ -158,7 +165,7 @@ async fn read_head(sock: &mut TcpStream, buf: &mut [u8]) -> Result<(usize, usize
 
 /// The status must be `200` (HTTP-FLV) or `101` with the right accept key (WebSocket-FLV);
 /// says how the body is framed.
-fn check_head(head: &[u8], web: Web) -> Result<Framing, BoxError> {
+pub(crate) fn check_head(head: &[u8], web: Web) -> Result<Framing, BoxError> {
     let head = std::str::from_utf8(head).map_err(|_| "response head is not UTF-8")?;
     let mut lines = head.split("\r\n");
     let status = lines.next().unwrap_or("");
@@ -286,14 +293,14 @@ async fn probe_loop(
 
 /// Whether the body goes on after a read.
 #[derive(Debug, PartialEq, Eq)]
-enum Flow {
+pub(crate) enum Flow {
     More,
     /// The last chunk or a close frame: the server ended the stream.
     End,
 }
 
 /// How the FLV bytes are wrapped on the wire.
-enum Framing {
+pub(crate) enum Framing {
     Identity,
     Chunked(Chunked),
     Ws(WsFrames),
@@ -301,7 +308,7 @@ enum Framing {
 
 impl Framing {
     /// Hands every payload slice of `input` to `out`, in order.
-    fn feed<'a>(
+    pub(crate) fn feed<'a>(
         &mut self,
         input: &'a [u8],
         out: &mut impl FnMut(&'a [u8]),
@@ -320,7 +327,7 @@ impl Framing {
 /// HTTP/1.1 chunked transfer coding (RFC 9112 §7.1), undone a byte at a time in the size lines
 /// and a slice at a time in the data.
 #[derive(Debug)]
-enum Chunked {
+pub(crate) enum Chunked {
     /// In a chunk-size line: the value so far; `ext` once a `;` started an extension.
     Size {
         value: u64,
@@ -415,7 +422,7 @@ impl Chunked {
 /// payloads are handed out, a close frame ends the stream, other control frames are skipped
 /// (this server sends no pings).
 #[derive(Debug, Default)]
-struct WsFrames {
+pub(crate) struct WsFrames {
     head: [u8; 10],
     have: usize,
     /// Payload bytes left in the current frame, and whether they are media.
@@ -474,8 +481,8 @@ impl WsFrames {
 }
 
 /// What a probe needs of one FLV tag.
-struct Tag {
-    kind: u8,
+pub(crate) struct Tag {
+    pub(crate) kind: u8,
     timestamp: u32,
     /// The first two data bytes (frame type and codec, AVC packet type).
     first: [u8; 2],
@@ -489,7 +496,7 @@ impl Tag {
     }
 
     /// An AVC sequence header (codec 7, packet type 0) is not a frame.
-    fn is_sequence_header(&self) -> bool {
+    pub(crate) fn is_sequence_header(&self) -> bool {
         self.first[0] & 0x0f == 7 && self.first[1] == 0
     }
 }
@@ -497,7 +504,7 @@ impl Tag {
 /// A streaming FLV reader: the 9-byte file header and PreviousTagSize0, then tags, without
 /// buffering tag data.
 #[derive(Default)]
-struct FlvReader {
+pub(crate) struct FlvReader {
     started: bool,
     /// Header bytes gathered so far (file header + size 0, or a tag header).
     head: [u8; 13],
@@ -514,7 +521,11 @@ struct FlvReader {
 }
 
 impl FlvReader {
-    fn feed(&mut self, mut input: &[u8], out: &mut impl FnMut(Tag)) -> Result<(), BoxError> {
+    pub(crate) fn feed(
+        &mut self,
+        mut input: &[u8],
+        out: &mut impl FnMut(Tag),
+    ) -> Result<(), BoxError> {
         while !input.is_empty() {
             if !self.started {
                 let n = (13 - self.have).min(input.len());

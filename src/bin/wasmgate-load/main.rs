@@ -11,10 +11,14 @@
 //! (`flv.rs`, for `scripts/bench-web.sh`): HTTP-FLV or WebSocket-FLV players, byte counters
 //! and tag-parsing probes, reported in the same JSON line.
 //!
+//! `--chaos` keeps players on several streams at once for `scripts/chaos.sh` (`chaos.rs`):
+//! they reconnect after every fault and report each stretch without video in wall-clock time.
+//!
 //! `--so NAME` switches to the remote shared object load instead (`so.rs`, for
 //! `scripts/bench-so.sh`): subscribers of one shared object, writers changing it at a fixed
 //! rate, and the delivery of every change measured.
 
+mod chaos;
 mod flv;
 mod so;
 
@@ -36,9 +40,11 @@ use wasmgate::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
 )]
 struct Args {
     /// Stream to play: rtmp://host[:port]/app[/instance]/stream (with --so:
-    /// rtmp://host[:port]/app[/instance], the scope of the shared object).
-    #[arg(long)]
-    url: String,
+    /// rtmp://host[:port]/app[/instance], the scope of the shared object). With --chaos:
+    /// repeat it; rtmp://, rtmps://, http://…/stream.flv and ws://…/stream.flv URLs, the
+    /// players spread over them in turn.
+    #[arg(long, required = true)]
+    url: Vec<String>,
     /// Byte-counting players (with --so: shared-object subscribers).
     #[arg(long, default_value_t = 100)]
     players: usize,
@@ -91,6 +97,19 @@ struct Args {
     /// tick overwrite the last, which the server coalesces.
     #[arg(long, default_value_t = 64, requires = "so")]
     so_keys: usize,
+    /// Chaos mode: --players players over every --url for --duration seconds, reconnecting
+    /// after any fault; reports gaps without video longer than --gap-ms (wall-clock ms).
+    #[arg(long, conflicts_with = "so")]
+    chaos: bool,
+    /// A stretch without video longer than this is a gap (--chaos).
+    #[arg(long, default_value_t = 2000, requires = "chaos")]
+    gap_ms: u64,
+    /// Per-player JSON lines: frames, connects, max gap, frames per 10 s (--chaos).
+    #[arg(long, requires = "chaos")]
+    report: Option<std::path::PathBuf>,
+    /// Gaps, one a line: `player stream from_ms to_ms` (--chaos).
+    #[arg(long, requires = "chaos")]
+    gaps: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -194,10 +213,29 @@ struct Shared {
 
 #[tokio::main]
 async fn main() {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.chaos {
+        let code = chaos::run(chaos::ChaosOptions {
+            urls: args.url,
+            players: args.players,
+            duration: args.duration,
+            gap_ms: args.gap_ms,
+            ramp_concurrency: args.ramp_concurrency,
+            report: args.report,
+            gaps: args.gaps,
+            label: args.label,
+        })
+        .await;
+        std::process::exit(code);
+    }
+    if args.url.len() != 1 {
+        eprintln!("wasmgate-load: one --url (several only with --chaos)");
+        std::process::exit(2);
+    }
+    let url = args.url.remove(0);
     if let Some(name) = args.so {
         let code = so::run(so::SoOptions {
-            url: args.url,
+            url,
             name,
             persistent: args.so_persistent,
             subscribers: args.players,
@@ -219,7 +257,7 @@ async fn main() {
         Transport::WsFlv => Some(flv::Web::WsFlv),
     };
     let target = match web {
-        None => match RtmpUrl::parse(&args.url) {
+        None => match RtmpUrl::parse(&url) {
             Ok(u) if u.stream.is_some() => Target::Rtmp(u),
             _ => {
                 eprintln!("wasmgate-load: --url must be rtmp://host[:port]/app[/instance]/stream");
@@ -230,7 +268,7 @@ async fn main() {
             eprintln!("wasmgate-load: --idle and --start apply to RTMP players only");
             std::process::exit(2);
         }
-        Some(web) => match flv::FlvUrl::parse(&args.url, web) {
+        Some(web) => match flv::FlvUrl::parse(&url, web) {
             Ok(u) => Target::Flv(u),
             Err(e) => {
                 eprintln!("wasmgate-load: --url: {e}");
